@@ -1,0 +1,1 @@
+"""The detached, short-lived process that delivers the spool: `python -m sender`."""

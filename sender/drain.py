@@ -1,0 +1,312 @@
+"""Drain the spool: claim a batch, validate it, POST it, delete it only after a 2xx.
+
+The caller holds the sender lock, so no other drainer is alive: leases left behind by a killed
+sender are void at once. Failures keep the rows, count an attempt, and persist a backoff in the
+spool so an offline laptop does not retry on every command.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import NamedTuple
+
+from visivo_telemetry import config, schema, spool
+from visivo_telemetry.events import dumps, iso_utc
+
+from .transport import Response, Transport, TransportError
+
+BATCH_SIZE = 100
+LEASE_S = 120.0
+MAX_ROWS = 10_000
+MAX_AGE_DAYS = 30
+MAX_ATTEMPTS = 100
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 3600.0
+RETRY_AFTER_MAX_S = 86_400.0
+AUTH_BACKOFF_S = 3600.0
+
+
+class Row(NamedTuple):
+    id: int
+    uuid: str
+    event: str
+    created_at: str
+    properties: str
+
+
+class Outcome(NamedTuple):
+    """What one drain did, for `flush` to report and tests to check."""
+
+    sent: int
+    failed: int
+    dropped: int
+    stopped_because: str
+
+
+class Limits(NamedTuple):
+    """Bounds on the spool; oldest events are dropped first."""
+
+    max_rows: int = MAX_ROWS
+    max_age_days: float = MAX_AGE_DAYS
+    max_attempts: int = MAX_ATTEMPTS
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def void_leases(conn: sqlite3.Connection) -> None:
+    """Release every lease: only the lock holder drains, so any lease belongs to a dead sender."""
+    conn.execute("UPDATE events SET leased_until = NULL WHERE leased_until IS NOT NULL")
+
+
+def enforce_limits(conn: sqlite3.Connection, limits: Limits, now: float | None = None) -> int:
+    """Drop events over the age, attempts and row caps; counted in state. Returns the total."""
+    now = time.time() if now is None else now
+    cutoff = iso_utc(now - limits.max_age_days * 86_400)
+    dropped = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for counter, sql, params in (
+            ("dropped_age", "DELETE FROM events WHERE created_at < ?", (cutoff,)),
+            ("dropped_attempts", "DELETE FROM events WHERE attempts >= ?", (limits.max_attempts,)),
+            (
+                "dropped_rows",
+                "DELETE FROM events WHERE id <= "
+                "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (limits.max_rows,),
+            ),
+        ):
+            count = conn.execute(sql, params).rowcount
+            spool.add_to_counter(conn, counter, count)
+            dropped += count
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return dropped
+
+
+def claim(conn: sqlite3.Connection, size: int = BATCH_SIZE, now: float | None = None) -> list[Row]:
+    """Lease the oldest unleased events, in one write transaction."""
+    now = time.time() if now is None else now
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = [
+            Row(*r)
+            for r in conn.execute(
+                "SELECT id, uuid, event, created_at, properties FROM events "
+                "WHERE leased_until IS NULL OR leased_until < ? ORDER BY id LIMIT ?",
+                (now, size),
+            )
+        ]
+        if rows:
+            conn.execute(
+                f"UPDATE events SET leased_until = ? WHERE id IN ({_placeholders(len(rows))})",
+                (now + LEASE_S, *(r.id for r in rows)),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rows
+
+
+def wire_json(row: Row) -> str | None:
+    """The batch item for a row, splicing the stored properties verbatim; None if invalid."""
+    try:
+        properties = json.loads(row.properties)
+    except ValueError:
+        return None
+    if not schema.is_valid(row.event, properties) or not _is_uuid(row.uuid):
+        return None
+    if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
+        return None
+    head = dumps(
+        {
+            "event": row.event,
+            "uuid": row.uuid,
+            "timestamp": row.created_at,
+            "distinct_id": properties["session_id"],
+        }
+    )
+    return f'{head[:-1]},"properties":{row.properties}}}'
+
+
+def _is_uuid(value: str) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 36
+        and value.count("-") == 4
+        and all(c in "0123456789abcdef-" for c in value)
+    )
+
+
+def batch_body(api_key: str, items: list[str]) -> bytes:
+    """The PostHog `/batch/` body; `sent_at` lets PostHog correct this machine's clock skew."""
+    head = dumps({"api_key": api_key, "sent_at": iso_utc()})
+    return f'{head[:-1]},"batch":[{",".join(items)}]}}'.encode()
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or HTTP-date), capped at a day."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(header).timestamp() - (
+                time.time() if now is None else now
+            )
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if seconds != seconds:
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def backoff_delay(failures: int, retry_after: float | None = None) -> float:
+    """Exponential from seconds to an hour with full-range jitter; `Retry-After` wins."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(max(failures - 1, 0), 20))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+class Drain:
+    """One drain of the spool by the lock holder."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        transport: Transport,
+        db_path: str,
+        *,
+        respect_backoff: bool = True,
+        deadline: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        progress: Callable[[int, int], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.transport = transport
+        self.db_path = db_path
+        self.respect_backoff = respect_backoff
+        self.deadline = deadline
+        self.limits = limits
+        self.progress = progress
+        self.env = env
+        self.sent = self.failed = self.dropped = 0
+
+    def _outcome(self, reason: str) -> Outcome:
+        return Outcome(self.sent, self.failed, self.dropped, reason)
+
+    def run(self) -> Outcome:
+        """Drain until empty, a failure, the deadline, or an opt-out (which purges)."""
+        void_leases(self.conn)
+        self.dropped += enforce_limits(self.conn, self.limits)
+        while True:
+            decision = config.decide(None, self.env)
+            if not decision.enabled:
+                self.conn.close()
+                spool.purge(self.db_path)
+                return self._outcome("opted-out")
+            settings = config.settings(self.env)
+            if settings.host_error:
+                spool.set_state(self.conn, "last_error", "refused-host")
+                return self._outcome("refused-host")
+            if self.respect_backoff and not spool.backoff_allows(self.conn):
+                return self._outcome("backoff")
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return self._outcome("deadline")
+            rows = claim(self.conn)
+            if not rows:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return self._outcome("empty")
+            if not self._deliver(rows, settings):
+                return self._outcome("failed")
+            if self.progress is not None:
+                self.progress(self.sent, self.failed)
+
+    def _deliver(self, rows: list[Row], settings: config.Settings) -> bool:
+        """Send rows; True to keep draining. Splits on 413 and 400 to isolate bad events."""
+        items: list[str] = []
+        valid: list[Row] = []
+        invalid: list[Row] = []
+        for row in rows:
+            item = wire_json(row)
+            (valid if item is not None else invalid).append(row)
+            if item is not None:
+                items.append(item)
+        self._drop(invalid, "dropped_invalid")
+        if not valid:
+            return True
+        try:
+            answer = self.transport.post(settings.batch_url, batch_body(settings.api_key, items))
+        except TransportError as error:
+            self._fail(valid, str(error) or "TransportError", None)
+            return False
+        return self._handle(valid, answer, settings)
+
+    def _handle(self, rows: list[Row], answer: Response, settings: config.Settings) -> bool:
+        status = answer.status
+        if 200 <= status < 300:
+            self._delete(rows)
+            self.sent += len(rows)
+            spool.set_state(self.conn, "last_success_at", iso_utc())
+            spool.set_state(self.conn, "failures", 0)
+            spool.set_state(self.conn, "next_attempt_at", None)
+            return True
+        if status in (400, 413):
+            if len(rows) == 1:
+                self._drop(rows, "dropped_rejected")
+                return True
+            half = len(rows) // 2
+            return self._deliver(rows[:half], settings) and self._deliver(rows[half:], settings)
+        retry_after = retry_after_seconds(answer.retry_after)
+        if status in (401, 403) and retry_after is None:
+            retry_after = AUTH_BACKOFF_S
+        self._fail(rows, f"http_{status}", retry_after)
+        return False
+
+    def _delete(self, rows: list[Row]) -> None:
+        self.conn.execute(
+            f"DELETE FROM events WHERE id IN ({_placeholders(len(rows))})", [r.id for r in rows]
+        )
+
+    def _drop(self, rows: list[Row], counter: str) -> None:
+        if rows:
+            self._delete(rows)
+            spool.add_to_counter(self.conn, counter, len(rows))
+            self.dropped += len(rows)
+
+    def _fail(self, rows: list[Row], error: str, retry_after: float | None) -> None:
+        """Keep the rows for later, count the attempt, persist when to try again."""
+        self.failed += len(rows)
+        failures = int(spool.get_state(self.conn, "failures") or 0) + 1
+        delay = backoff_delay(failures, retry_after)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute(
+                "UPDATE events SET attempts = attempts + 1, leased_until = NULL "
+                f"WHERE id IN ({_placeholders(len(rows))})",
+                [r.id for r in rows],
+            )
+            spool.set_state(self.conn, "failures", failures)
+            spool.set_state(self.conn, "last_error", error)
+            spool.set_state(self.conn, "last_error_at", iso_utc())
+            spool.set_state(self.conn, "next_attempt_at", f"{time.time() + delay:.3f}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,150 @@
+"""Shared test machinery: real host processes, a real receiver, a real spool in a temp HOME."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+_spec = importlib.util.spec_from_file_location("collector", ROOT / "scripts" / "collector.py")
+collector_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(collector_module)
+Collector = collector_module.Collector
+
+DEAD_RECEIVER = "http://127.0.0.1:9"
+"""Where events go unless a test names a receiver: loopback, nothing listens, never the internet."""
+
+TELEMETRY_ENV = (
+    "VISIVO_TELEMETRY_DISABLED",
+    "DO_NOT_TRACK",
+    "VISIVO_POSTHOG_HOST",
+    "VISIVO_POSTHOG_API_KEY",
+    "VISIVO_TELEMETRY_DEBUG",
+    "CI",
+)
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a host process: our HOME, no telemetry variables of the runner's."""
+    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_ENV}
+    env["HOME"] = str(home)
+    env["VISIVO_POSTHOG_HOST"] = DEAD_RECEIVER
+    env.update(extra)
+    return env
+
+
+def host_code(
+    command: str = "run",
+    args: list[str] | None = None,
+    *,
+    version: str = "1.4.0",
+    raise_error: str | None = None,
+    metrics: dict | None = None,
+) -> str:
+    """Python source of a minimal host that records one command and exits at once."""
+    return textwrap.dedent(
+        f"""
+        from visivo_telemetry import Telemetry
+        t = Telemetry(version={version!r}, project_dir=".")
+        with t.command({command!r}, {args or []!r}) as cmd:
+            cmd.metrics.update({metrics or {}!r})
+            if {raise_error!r}:
+                raise {raise_error or "RuntimeError"}("boom")
+        """
+    )
+
+
+def run_host(
+    code: str, env: dict[str, str], cwd: Path | str | None = None, timeout: float = 20.0
+) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a host as a real process; returns the result and its wall time in seconds."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result, time.perf_counter() - started
+
+
+def spool_path(home: Path) -> Path:
+    return home / ".visivo" / "telemetry.db"
+
+
+def spool_rows(home: Path) -> list[dict]:
+    """Rows of the spool, read with plain sqlite3 (as a person with `sqlite3` would)."""
+    path = spool_path(home)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
+    finally:
+        conn.close()
+    for row in rows:
+        row["properties"] = json.loads(row["properties"])
+    return rows
+
+
+def spool_state(home: Path) -> dict[str, str | None]:
+    path = spool_path(home)
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT key, value FROM state"))
+    finally:
+        conn.close()
+
+
+def sender_pids(home: Path) -> list[int]:
+    """Live (non-zombie) sender processes whose HOME is `home`, found through /proc."""
+    found = []
+    wanted = f"HOME={home}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        if b"sender" not in cmdline or wanted not in environ.split(b"\0"):
+            continue
+        if "State:\tZ" in status:
+            continue
+        found.append(int(entry))
+    return found
+
+
+def wait_for_senders_to_exit(home: Path, timeout: float = 40.0) -> list[int]:
+    """Wait until no sender runs for `home`; the pids still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = sender_pids(home)
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
+
+
+def flush(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """`visivo-telemetry flush` as a user would run it."""
+    return subprocess.run(
+        [PYTHON, "-m", "visivo_telemetry.cli", "flush"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

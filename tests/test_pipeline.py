@@ -1,0 +1,117 @@
+"""The core promise: an event from a CLI run that exits at once arrives, exactly once."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from helpers import (
+    Collector,
+    clean_env,
+    flush,
+    host_code,
+    run_host,
+    spool_rows,
+    wait_for_senders_to_exit,
+)
+
+
+def test_a_host_that_exits_at_once_still_delivers_its_event(env, home, project, collector):
+    result, _ = run_host(host_code("run", ["--threads", "4"]), env, cwd=project)
+
+    assert result.returncode == 0
+    assert result.stdout == "" and result.stderr == ""
+    received = collector.wait_for_events(1)
+    assert [e["properties"]["command"] for e in received] == ["run"]
+    assert received[0]["properties"]["command_args"] == ["--threads", "<value>"]
+    assert wait_for_senders_to_exit(home) == []
+    assert spool_rows(home) == []
+
+
+def test_forty_parallel_hosts_deliver_forty_events_each_once(env, home, project, collector):
+    def one(i: int) -> int:
+        result, _ = run_host(host_code("run", [f"--n{i}", str(i)]), env, cwd=project)
+        return result.returncode
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(one, range(40)))
+
+    assert codes == [0] * 40
+    received = collector.wait_for_events(40, timeout=30)
+    assert wait_for_senders_to_exit(home) == []
+    flags = sorted(e["properties"]["command_args"][0] for e in received)
+    assert flags == sorted(f"--n{i}" for i in range(40))
+    assert collector.stats()["duplicates"] == 0
+    assert spool_rows(home) == []
+
+
+def test_host_stays_fast_when_the_receiver_black_holes(home, project, tmp_path):
+    with Collector(tmp_path / "bh.db", mode="blackhole") as receiver:
+        env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
+        for _ in range(3):
+            result, seconds = run_host(host_code(), env, cwd=project)
+            assert result.returncode == 0 and result.stderr == ""
+            assert seconds < 1.0, f"host took {seconds:.2f}s with a black-holed receiver"
+        assert wait_for_senders_to_exit(home) == []
+    assert len(spool_rows(home)) == 3
+
+
+def test_host_stays_fast_when_the_receiver_refuses(home, project):
+    env = clean_env(home)
+    for _ in range(3):
+        result, seconds = run_host(host_code(), env, cwd=project)
+        assert result.returncode == 0 and result.stderr == ""
+        assert seconds < 1.0, f"host took {seconds:.2f}s with a refusing receiver"
+    assert wait_for_senders_to_exit(home) == []
+    rows = spool_rows(home)
+    assert len(rows) == 3
+    assert rows[0]["attempts"] >= 1
+
+
+def test_events_wait_while_receiver_is_down_and_arrive_after_flush(home, project, tmp_path):
+    down = Collector(tmp_path / "r.db").start()
+    port = down.port
+    down.stop()
+    env = clean_env(home, VISIVO_POSTHOG_HOST=f"http://127.0.0.1:{port}")
+    for name in ("run", "compile", "serve"):
+        run_host(host_code(name), env, cwd=project)
+    assert wait_for_senders_to_exit(home) == []
+    assert len(spool_rows(home)) == 3
+
+    with Collector(tmp_path / "r.db", port=port) as back:
+        result = flush(env)
+        assert result.returncode == 0, result.stderr
+        assert "sent 3 events" in result.stdout
+        names = sorted(e["properties"]["command"] for e in back.wait_for_events(3))
+    assert names == ["compile", "run", "serve"]
+    assert spool_rows(home) == []
+
+
+def test_the_wire_body_is_a_posthog_batch(env, home, project, collector):
+    run_host(host_code("compile", metrics={"object_counts": {"charts": 3}}), env, cwd=project)
+    collector.wait_for_events(1)
+    assert wait_for_senders_to_exit(home) == []
+
+    request = collector.requests()[0]
+    assert request["status"] == 200
+    event = collector.events()[0]
+    assert event["api_key"]
+    assert event["sent_at"].endswith("Z")
+    assert event["event"] == "cli_command"
+    assert len(event["uuid"]) == 36 and event["uuid"][14] == "4"
+    assert event["timestamp"].endswith("Z")
+    assert event["distinct_id"] == event["properties"]["session_id"]
+    props = event["properties"]
+    assert props["$process_person_profile"] is False
+    assert props["$geoip_disable"] is True
+    assert props["object_counts"] == {"charts": 3}
+    assert json.loads(json.dumps(props)) == props
+
+
+def test_a_failing_command_is_recorded_and_its_exception_passes_through(env, home, project):
+    result, _ = run_host(host_code("run", raise_error="ValueError"), env, cwd=project)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("ValueError: boom")
+    assert "visivo_telemetry" not in result.stderr
+    assert wait_for_senders_to_exit(home) == []

@@ -1,0 +1,12 @@
+"""Anonymous, private-by-construction usage telemetry for Visivo.
+
+from visivo_telemetry import Telemetry
+telemetry = Telemetry(version="1.4.0", project_dir=".")
+with telemetry.command("run", sys.argv[2:]):
+    ...
+"""
+
+from .client import Telemetry, set_metric
+from .sanitize import sanitize_args, sanitize_endpoint
+
+__all__ = ["Telemetry", "sanitize_args", "sanitize_endpoint", "set_metric"]

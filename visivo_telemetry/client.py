@@ -1,0 +1,267 @@
+"""`Telemetry`: what a host holds. Records events to the spool and starts the sender.
+
+Every public method is wrapped so that nothing from telemetry ever raises into the host or
+prints (debug mode aside). The opt-out decision is made once, in the constructor.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextvars
+import os
+import sys
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from . import config, events, spool
+from .sanitize import sanitize_args, sanitize_endpoint
+from .spawn import reap, sender_alive, spawn_sender
+
+SERVER_BATCH_READY = 100
+"""A long-running host starts a sender once this many events were recorded since the last…"""
+SERVER_SPAWN_INTERVAL_S = 60.0
+"""…or once this long has passed since it last started one, whichever comes first."""
+
+_current: contextvars.ContextVar[CommandRecorder | None] = contextvars.ContextVar(
+    "visivo_telemetry_command", default=None
+)
+
+
+def set_metric(name: str, value: Any) -> None:
+    """Attach a metric (`job_count`, `object_counts`) to the command being recorded, if any."""
+    recorder = _current.get()
+    if recorder is not None:
+        recorder.metrics[name] = value
+
+
+class CommandRecorder:
+    """The `with telemetry.command(...)` block: times it and records one `cli_command`."""
+
+    def __init__(self, telemetry: Telemetry, name: str, args: Iterable[object]) -> None:
+        self._telemetry = telemetry
+        self.name = name
+        self.args = args
+        self.metrics: dict[str, Any] = {}
+        self._started = 0.0
+        self._token: contextvars.Token[CommandRecorder | None] | None = None
+
+    def __enter__(self) -> CommandRecorder:
+        self._started = time.perf_counter()
+        try:
+            self._token = _current.set(self)
+        except Exception:
+            self._token = None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        duration_ms = (time.perf_counter() - self._started) * 1000.0
+        try:
+            if self._token is not None:
+                _current.reset(self._token)
+        except Exception:
+            pass
+        error_type = None
+        if exc_type is not None and not _counts_as_success(exc):
+            error_type = exc_type.__name__
+        self._telemetry.record_command(self.name, self.args, duration_ms, error_type, self.metrics)
+        self._telemetry.finish()
+        return False
+
+
+def _counts_as_success(exc: BaseException | None) -> bool:
+    """`SystemExit(0)` and click's `Exit(0)` end a command normally (click not imported)."""
+    if isinstance(exc, SystemExit):
+        return exc.code in (0, None)
+    return type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0
+
+
+class Telemetry:
+    """Anonymous usage telemetry for one host process. Never raises, never prints."""
+
+    def __init__(
+        self,
+        version: str,
+        project_dir: str | os.PathLike[str] | None = ".",
+        *,
+        long_running: bool = False,
+    ) -> None:
+        self.version = str(version)
+        self.long_running = long_running
+        self._lock = _thread.allocate_lock()
+        self._conn: Any = None
+        self._conn_pid = 0
+        self._spawned = False
+        self._children: list[int] = []
+        self._since_spawn = 0
+        self._last_spawn = 0.0
+        self.paths = None
+        self.settings: config.Settings | None = None
+        try:
+            decision = config.decide(project_dir)
+            self.paths = config.paths()
+            if decision.enabled and self.paths is not None:
+                self.settings = config.settings()
+            elif self.paths is not None:
+                spool.purge(self.paths.db)
+        except Exception:
+            decision = config.Decision(False, "error")
+        self.decision = decision
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process records anything at all."""
+        return self.decision.enabled
+
+    @property
+    def decided_by(self) -> str:
+        """Which source decided: `env:NAME`, `project`, `global` or `default`."""
+        return self.decision.decided_by
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.enabled and self.settings is not None and self.settings.debug)
+
+    def command(self, name: str, args: Iterable[object] = ()) -> CommandRecorder:
+        """A context manager recording one `cli_command` when the block ends."""
+        return CommandRecorder(self, name, args)
+
+    def record_command(
+        self,
+        name: str,
+        args: Iterable[object],
+        duration_ms: float,
+        error_type: str | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one finished CLI command; `args` are sanitized here."""
+        if not self.enabled:
+            return
+        try:
+            props = events.cli_command_properties(
+                name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
+            )
+            self._record("cli_command", props)
+        except Exception:
+            pass
+
+    def request(self, method: str, endpoint: str, status_code: int, duration_ms: float) -> None:
+        """Record one API request; `endpoint` is sanitized unless it is a known template."""
+        if not self.enabled:
+            return
+        try:
+            self.record_request(method, sanitize_endpoint(endpoint), status_code, duration_ms)
+        except Exception:
+            pass
+
+    def record_request(
+        self, method: str, endpoint: str, status_code: int, duration_ms: float
+    ) -> None:
+        """Record one API request whose endpoint is already a route template."""
+        if not self.enabled:
+            return
+        try:
+            props = events.api_request_properties(method, endpoint, status_code, duration_ms)
+            self._record("api_request", props)
+            if self.long_running:
+                self._since_spawn += 1
+                self.maybe_start_sender()
+        except Exception:
+            pass
+
+    def _record(self, name: str, props: dict[str, Any]) -> None:
+        event = events.build(name, self.version, props)
+        if event is None:
+            return
+        if self.debug:
+            self._print_debug(event)
+            return
+        with self._lock:
+            conn = self._connection()
+            if conn is not None:
+                spool.append(conn, event)
+
+    @staticmethod
+    def _print_debug(event: events.Event) -> None:
+        try:
+            sys.stderr.write(events.dumps(event.wire()) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+
+    def _connection(self) -> Any:
+        """This process's spool connection; a connection is never reused across a fork."""
+        if self._conn is not None and self._conn_pid == os.getpid():
+            return self._conn
+        self._conn = None
+        if self.paths is None:
+            return None
+        try:
+            self._conn = spool.connect(self.paths.db)
+            self._conn_pid = os.getpid()
+        except Exception:
+            self._conn = None
+        return self._conn
+
+    def finish(self) -> None:
+        """End of a CLI command: start the sender if events wait (at most once per process)."""
+        if self._spawned or not self.enabled or self.debug:
+            return
+        try:
+            self._start_sender_if_needed(respect_backoff=True)
+        except Exception:
+            pass
+
+    def maybe_start_sender(self, force: bool = False) -> None:
+        """For long-running hosts: start a sender when a batch is ready or the interval passed."""
+        if not self.enabled or self.debug:
+            return
+        due = self._since_spawn >= SERVER_BATCH_READY or (
+            self._since_spawn and time.monotonic() - self._last_spawn >= SERVER_SPAWN_INTERVAL_S
+        )
+        if not (force or due):
+            return
+        try:
+            self._children = reap(self._children)
+            if self._children:
+                return
+            self._spawned = False
+            self._start_sender_if_needed(respect_backoff=False)
+        except Exception:
+            pass
+
+    def _start_sender_if_needed(self, respect_backoff: bool) -> None:
+        if self.paths is None:
+            return
+        with self._lock:
+            conn = self._connection()
+            if conn is None or not spool.has_unleased(conn):
+                return
+            if respect_backoff and not spool.backoff_allows(conn):
+                return
+        # Probe after our rows are committed: a sender that is about to exit re-checks the
+        # spool after releasing the lock, so one of us always sees the other's work.
+        if sender_alive(self.paths.lock):
+            return
+        pid = spawn_sender()
+        self._spawned = True
+        self._last_spawn = time.monotonic()
+        self._since_spawn = 0
+        if pid is not None:
+            self._children.append(pid)
+
+    def close(self) -> None:
+        """Close the spool connection (long-running hosts at shutdown)."""
+        with self._lock:
+            if self._conn is not None and self._conn_pid == os.getpid():
+                try:
+                    self._conn.close()
+                except Exception:
+                    pass
+            self._conn = None

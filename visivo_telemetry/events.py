@@ -1,0 +1,167 @@
+"""Build events: common metadata, a per-process session id, and allowlist validation.
+
+Built from `os.uname()`, `os.urandom` and `time` rather than `platform`, `uuid` and `datetime`,
+whose imports alone would cost a short CLI run several milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, NamedTuple
+
+from . import schema
+
+LIB_VERSION = "0.1.0"
+
+_ARCHITECTURES = {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def new_uuid4() -> str:
+    """A random RFC 4122 version-4 uuid, without importing `uuid`."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def iso_utc(when: float | None = None) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. `2026-11-28T10:00:00.123Z`."""
+    when = time.time() if when is None else when
+    whole = int(when)
+    millis = int((when - whole) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
+
+
+_session_id = new_uuid4()
+
+
+def _renew_session() -> None:
+    global _session_id
+    _session_id = new_uuid4()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_session)
+
+
+def session_id() -> str:
+    """This process's session id: made at start (and in each forked child), never stored."""
+    return _session_id
+
+
+def _platform() -> tuple[str, str, str]:
+    if sys.platform.startswith("win"):
+        version = sys.getwindowsversion()  # type: ignore[attr-defined]
+        machine = os.environ.get("PROCESSOR_ARCHITECTURE", "unknown")
+        return "windows", f"{version.major}.{version.minor}.{version.build}", machine
+    name = {"darwin": "darwin", "linux": "linux"}.get(sys.platform, "other")
+    uname = os.uname()
+    release = uname.release.split("-", 1)[0] if name == "linux" else uname.release
+    return name, release, uname.machine
+
+
+def _clean(text: str, limit: int) -> str:
+    kept = "".join(c for c in text if c.isascii() and c.isprintable())[:limit]
+    return kept or "unknown"
+
+
+_metadata: dict[str, str] | None = None
+
+
+def metadata(visivo_version: str) -> dict[str, Any]:
+    """The properties every event carries, computed once per process."""
+    global _metadata
+    if _metadata is None:
+        name, release, machine = _platform()
+        _metadata = {
+            "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+            "platform": name,
+            "platform_version": _clean(release, 64),
+            "architecture": _clean(_ARCHITECTURES.get(machine.lower(), machine), 32),
+        }
+    return {
+        "visivo_version": _clean(str(visivo_version), 64),
+        **_metadata,
+        "session_id": _session_id,
+        **schema.POSTHOG_FIELDS,
+        schema.LIB_VERSION_KEY: LIB_VERSION,
+    }
+
+
+class Event(NamedTuple):
+    """One event as it is spooled; `properties_json` is exactly what will be sent."""
+
+    uuid: str
+    event: str
+    created_at: str
+    properties_json: str
+
+    def wire(self) -> dict[str, Any]:
+        """The PostHog batch item for this event."""
+        properties = json.loads(self.properties_json)
+        return wire_item(self.event, self.uuid, self.created_at, properties)
+
+
+def wire_item(event: str, uuid: str, timestamp: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """A PostHog batch item; `distinct_id` is the session id, so no person is ever identified."""
+    return {
+        "event": event,
+        "uuid": uuid,
+        "timestamp": timestamp,
+        "distinct_id": properties.get("session_id"),
+        "properties": properties,
+    }
+
+
+def dumps(value: Any) -> str:
+    """Compact, deterministic JSON: the exact bytes that are spooled, printed and sent."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event | None:
+    """An event with metadata added, or None when it would break the allowlist or size cap."""
+    props = {**metadata(visivo_version), **properties}
+    if not schema.is_valid(event, props):
+        return None
+    encoded = dumps(props)
+    if len(encoded) > schema.MAX_PROPERTIES_BYTES:
+        return None
+    return Event(new_uuid4(), event, iso_utc(), encoded)
+
+
+def cli_command_properties(
+    command: str,
+    command_args: list[str],
+    duration_ms: float,
+    error_type: str | None,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """`cli_command` properties; metrics outside the allowlist, or ill-typed, are left out."""
+    props: dict[str, Any] = {
+        "command": _clean(command, schema.MAX_TEXT),
+        "command_args": command_args,
+        "duration_ms": round(max(duration_ms, 0.0), 3),
+        "success": error_type is None,
+        "error_type": None if error_type is None else _clean(error_type, schema.MAX_TEXT),
+    }
+    for key in ("job_count", "object_counts"):
+        if key in metrics and schema.check_property(key, metrics[key]):
+            props[key] = metrics[key]
+    return props
+
+
+def api_request_properties(
+    method: str, endpoint: str, status_code: int, duration_ms: float
+) -> dict[str, Any]:
+    """`api_request` properties; an unknown method is recorded as `OTHER`."""
+    method = str(method).upper()
+    return {
+        "endpoint": endpoint,
+        "method": method if method in schema.HTTP_METHODS else "OTHER",
+        "status_code": int(status_code),
+        "duration_ms": round(max(float(duration_ms), 0.0), 3),
+    }

@@ -1,0 +1,109 @@
+"""Start the detached sender cheaply, and only when no sender is already draining.
+
+`os.posix_spawn` rather than `subprocess`: it costs no import and no fork of a large parent.
+The child gets a new session and /dev/null for stdio, so it never holds the user's terminal
+and survives the host's exit; the host never waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_SENDER_310 = (
+    "import sys; del sys.path[0]; import runpy; "
+    "runpy.run_module('sender', run_name='__main__', alter_sys=True)"
+)
+
+
+def sender_argv() -> list[str]:
+    """`python -m sender` with the working directory kept off `sys.path`.
+
+    A project folder holding a `sender/` or `httpx.py` must never run inside our sender.
+    """
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "sender"]
+    return [sys.executable, "-c", _SENDER_310]
+
+
+def sender_alive(lock_path: str) -> bool:
+    """Whether a sender holds the lock, probed without importing filelock.
+
+    Taking and dropping the same `flock` that filelock uses tells us for certain whether
+    anyone holds it right now. On platforms without `fcntl` we say "no" and let the new
+    sender find out (it exits at once when the lock is taken).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
+    """Start the sender detached; its pid, or None if it could not be started. Never raises."""
+    env = dict(os.environ)
+    if extra_env:
+        env.update(extra_env)
+    argv = sender_argv()
+    try:
+        if hasattr(os, "posix_spawn"):
+            devnull = os.devnull
+            return os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, devnull, os.O_WRONLY, 0),
+                ],
+                setsid=True,
+            )
+        return _spawn_with_subprocess(argv, env)
+    except Exception:
+        return None
+
+
+def _spawn_with_subprocess(argv: list[str], env: dict[str, str]) -> int | None:
+    import subprocess
+
+    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
+        subprocess, "DETACHED_PROCESS", 0
+    )
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+        start_new_session=not flags,
+        creationflags=flags,
+    )
+    return process.pid
+
+
+def reap(pids: list[int]) -> list[int]:
+    """Collect finished children (a long-running host would otherwise keep zombies)."""
+    alive = []
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError, AttributeError):
+            continue
+        if done == 0:
+            alive.append(pid)
+    return alive
