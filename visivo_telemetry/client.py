@@ -128,6 +128,17 @@ class Telemetry:
     def debug(self) -> bool:
         return bool(self.enabled and self.settings is not None and self.settings.debug)
 
+    def notice(self) -> str | None:
+        """The first-run notice to print to stderr, once per machine; None when not to show."""
+        if not self.enabled:
+            return None
+        try:
+            from .notice import first_run_notice
+
+            return first_run_notice(self)
+        except Exception:
+            return None
+
     def command(self, name: str, args: Iterable[object] = ()) -> CommandRecorder:
         """A context manager recording one `cli_command` when the block ends."""
         return CommandRecorder(self, name, args)

@@ -1,0 +1,1 @@
+"""One-line wiring of telemetry into the hosts Visivo is built on: click and Flask."""
