@@ -11,13 +11,16 @@ import contextvars
 import os
 import sys
 import time
-from collections.abc import Iterable
-from types import TracebackType
-from typing import Any
 
 from . import config, events, spool
 from .sanitize import sanitize_args, sanitize_endpoint
 from .spawn import reap, sender_alive, spawn_sender
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+    from typing import Any
 
 SERVER_BATCH_READY = 100
 """A long-running host starts a sender once this many events were recorded since the last…"""

@@ -1,0 +1,149 @@
+"""The demo: a Visivo-like CLI run many times, quickly, against a local PostHog stand-in.
+
+It shows the whole life of an event: spooled while the receiver is down (inspected with
+`sqlite3`), delivered by `visivo-telemetry flush` once it is back, then many short runs whose
+events a detached sender delivers after each CLI has already exited. Everything happens in a
+temporary HOME on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLI = HERE / "visivo_cli.py"
+
+_spec = importlib.util.spec_from_file_location("collector", HERE / "collector.py")
+collector_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(collector_module)
+
+RUNS = [
+    ["run", "--dag-filter", "+my_chart+", "--threads", "4", "--output-dir", "/home/user/output"],
+    ["compile", "--working-dir", "./analytics"],
+    ["run", "--token=s3cr3t-t0ken", "--threads", "8"],
+    ["dbt", "build", "--target", "prod"],
+    ["fail"],
+]
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
+    """One CLI run as a user would start it; returns its exit code and wall time."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(CLI), *args], env=env, cwd=cwd, capture_output=True, timeout=30
+    )
+    return result.returncode, (time.perf_counter() - started) * 1000
+
+
+def show_spool(db: Path) -> None:
+    """Print the spool the way a user would look at it."""
+    query = "select id, event, created_at, attempts, properties from events"
+    print(f"$ sqlite3 {db} '{query}'")
+    if shutil.which("sqlite3"):
+        subprocess.run(["sqlite3", str(db), query], check=False)
+        return
+    conn = sqlite3.connect(db)
+    for row in conn.execute(query):
+        print("|".join("" if v is None else str(v) for v in row))
+    conn.close()
+
+
+def wait_for_senders(home: Path, timeout: float = 40.0) -> None:
+    """Wait until no sender for this HOME is alive (they exit by themselves)."""
+    deadline = time.monotonic() + timeout
+    wanted = f"HOME={home}".encode()
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+                state = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            if b"sender" in cmd and wanted in env and "State:\tZ" not in state:
+                alive = True
+        if not alive:
+            return
+        time.sleep(0.05)
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="visivo-telemetry-demo-"))
+    home, project = workdir / "home", workdir / "project"
+    home.mkdir()
+    project.mkdir()
+    (project / "project.visivo.yml").write_text("name: demo\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIVO_", "DO_NOT_TRACK"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["HOME"] = str(home)
+    db = home / ".visivo" / "telemetry.db"
+
+    receiver = collector_module.Collector(workdir / "received.db").start()
+    port = receiver.url.rsplit(":", 1)[1]
+    receiver.stop()
+    env["VISIVO_POSTHOG_HOST"] = f"http://127.0.0.1:{port}"
+    print(f"temporary HOME: {home}\nreceiver: http://127.0.0.1:{port}/batch/ (down for now)")
+
+    banner("1. The receiver is down: five CLI runs, each still exits at once")
+    for args in RUNS:
+        code, ms = run_cli(args, env, project)
+        print(f"  visivo {' '.join(args):<80} exit {code}  {ms:6.1f} ms")
+    wait_for_senders(home)
+    banner("2. The events wait in the spool, sanitized (no values, no paths, no secrets)")
+    show_spool(db)
+
+    banner("3. The receiver comes back; `visivo-telemetry flush` delivers what waited")
+    receiver = collector_module.Collector(workdir / "received.db", port=int(port)).start()
+    subprocess.run(
+        [sys.executable, "-m", "visivo_telemetry.cli", "flush"], env=env, cwd=project, check=False
+    )
+
+    rounds = 8
+    banner(f"4. {rounds * len(RUNS)} quick runs in a row; a detached sender delivers in background")
+    timings = []
+    for _ in range(rounds):
+        for args in RUNS:
+            timings.append(run_cli(args, env, project)[1])
+    print(f"  median wall time of a CLI run: {statistics.median(timings):.1f} ms")
+    wait_for_senders(home)
+
+    banner("5. What arrived at the receiver")
+    received = receiver.wait_for_events(len(RUNS) * (rounds + 1), timeout=30)
+    for event in received[-len(RUNS) :]:
+        p = event["properties"]
+        print(
+            f"  {p['command']:<10} args={p['command_args']} success={p['success']} "
+            f"error_type={p['error_type']} duration_ms={p['duration_ms']}"
+        )
+    stats = receiver.stats()
+    receiver.stop()
+    expected = len(RUNS) * (rounds + 1)
+    conn = sqlite3.connect(db)
+    left = conn.execute("select count(*) from events").fetchone()[0]
+    conn.close()
+    print(
+        f"\n  recorded {expected} events, received {stats['events']} distinct "
+        f"({stats['duplicates']} duplicate deliveries), {left} left in the spool"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if stats["events"] == expected and left == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
