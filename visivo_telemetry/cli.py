@@ -1,10 +1,171 @@
-"""`visivo-telemetry`: the user's view of telemetry. Off the hot path, so click is fine here."""
+"""`visivo-telemetry`: is it on, why, what would be sent, send it now, make it stop.
+
+Off the hot path, so click is fine here. Reading commands never create the spool.
+"""
 
 from __future__ import annotations
 
+import calendar
+import glob
+import json
+import os
+import sqlite3
 import sys
+import time
+from typing import Any
 
 import click
+
+from . import config, spool
+from .user_config import ConfigWriteError, write_flag
+
+DROPPED_KEYS = ("age", "attempts", "rows", "invalid", "rejected")
+SENDER_WAIT_S = 35.0
+"""A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
+
+
+def _paths() -> config.Paths:
+    where = config.paths()
+    if where is None:
+        raise click.ClickException("no usable home directory (HOME is unset or not absolute)")
+    return where
+
+
+def _open_existing(db: str) -> sqlite3.Connection | None:
+    """The spool if it exists (never created here); None when there is none."""
+    if not os.path.exists(db):
+        return None
+    try:
+        return sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=spool.BUSY_TIMEOUT_S)
+    except sqlite3.Error as error:
+        raise click.ClickException(f"cannot open {db}: {error}") from None
+
+
+def _query(conn: sqlite3.Connection | None, sql: str, default: Any, *params: Any) -> Any:
+    if conn is None:
+        return default
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return default
+        raise click.ClickException(f"cannot read the spool: {error}") from None
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    for unit, size in (("day", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''}"
+    return f"{int(seconds)} s"
+
+
+def _source(decision: config.Decision) -> str | None:
+    if decision.decided_by.startswith("env:"):
+        return decision.decided_by[4:]
+    return decision.source_path
+
+
+def _reason(decision: config.Decision) -> str:
+    source = _source(decision)
+    return {
+        "default": "no opt-out found",
+        "project": f"{source} opts out",
+        "global": f"{source} opts out",
+        "no-home": "no usable home directory",
+    }.get(decision.decided_by, f"{source} is set" if source else decision.decided_by)
+
+
+def collect_status(project_dir: str) -> dict[str, Any]:
+    """Everything `status` reports, as plain data (the `--json` output)."""
+    decision = config.decide(project_dir)
+    where = _paths()
+    settings = config.settings()
+    conn = _open_existing(where.db)
+    try:
+        [(pending, oldest)] = _query(
+            conn, "SELECT COUNT(*), MIN(created_at) FROM events", [(0, None)]
+        )
+        state = dict(_query(conn, "SELECT key, value FROM state", []))
+    finally:
+        if conn is not None:
+            conn.close()
+    oldest_epoch = _epoch(oldest)
+    next_at = state.get("next_attempt_at")
+    return {
+        "enabled": decision.enabled,
+        "decided_by": decision.decided_by,
+        "source": _source(decision),
+        "reason": _reason(decision),
+        "debug": settings.debug,
+        "destination": settings.batch_url,
+        "destination_error": settings.host_error,
+        "config_path": where.config,
+        "spool_path": where.db,
+        "spool_exists": conn is not None,
+        "pending": pending,
+        "oldest_pending_at": oldest,
+        "oldest_pending_age_s": None if oldest_epoch is None else time.time() - oldest_epoch,
+        "last_success_at": state.get("last_success_at"),
+        "next_attempt_at": float(next_at) if next_at else None,
+        "failures": int(state.get("failures") or 0),
+        "last_error": state.get("last_error"),
+        "last_error_at": state.get("last_error_at"),
+        "dropped": {key: int(state.get(f"dropped_{key}") or 0) for key in DROPPED_KEYS},
+    }
+
+
+def _when(iso: str | None) -> str:
+    epoch = _epoch(iso)
+    return "never" if epoch is None else f"{iso} ({_span(time.time() - epoch)} ago)"
+
+
+def _next_attempt(info: dict[str, Any]) -> str:
+    if not info["pending"]:
+        return "nothing to send"
+    at = info["next_attempt_at"]
+    if at is None or at <= time.time():
+        return "at the next Visivo command"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return f"{stamp} (in {_span(at - time.time())}, backing off)"
+
+
+def _render_status(info: dict[str, Any]) -> str:
+    pending = f"{info['pending']}"
+    if info["oldest_pending_age_s"] is not None:
+        pending += f" (oldest {_span(info['oldest_pending_age_s'])} old)"
+    error = info["last_error"] or "none"
+    if info["last_error"] and info["last_error_at"]:
+        error += f" at {info['last_error_at']}"
+    dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items() if v) or "none"
+    destination = info["destination"]
+    if info["destination_error"]:
+        destination += f" (refused: {info['destination_error']})"
+    spool_path = info["spool_path"] + ("" if info["spool_exists"] else " (not created)")
+    rows = [
+        ("telemetry", f"{'on' if info['enabled'] else 'off'} ({info['reason']})"),
+        ("decided by", info["decided_by"]),
+        ("debug mode", "on (events are printed, not sent)" if info["debug"] else "off"),
+        ("sends to", destination),
+        ("spool", spool_path),
+        ("pending", pending),
+        ("last sent", _when(info["last_success_at"])),
+        ("next attempt", _next_attempt(info)),
+        ("failures", f"{info['failures']} in a row" if info["failures"] else "0"),
+        ("last error", error),
+        ("dropped", dropped),
+    ]
+    return "\n".join(f"{label + ':':<14}{value}" for label, value in rows)
 
 
 @click.group()
@@ -13,17 +174,170 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option(
+    "--project-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Project whose project.visivo.yml may opt out.",
+)
+def status(as_json: bool, project_dir: str) -> None:
+    """Whether telemetry is on and why, and what waits in the spool."""
+    info = collect_status(project_dir)
+    click.echo(json.dumps(info, indent=2) if as_json else _render_status(info))
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the N newest events.")
+@click.option("--raw", is_flag=True, help="The exact bytes of the body, on one line.")
+def show(limit: int | None, raw: bool) -> None:
+    """The pending events exactly as they would be sent: a PostHog batch body, newest last."""
+    from sender.drain import Row, batch_body, wire_json
+
+    where = _paths()
+    conn = _open_existing(where.db)
+    sql = "SELECT id, uuid, event, created_at, properties FROM events ORDER BY id DESC"
+    try:
+        rows = _query(conn, sql + (" LIMIT ?" if limit else ""), [], *([limit] if limit else []))
+    finally:
+        if conn is not None:
+            conn.close()
+    items = [wire_json(Row(*row)) for row in reversed(rows)]
+    body = batch_body(config.settings().api_key, [item for item in items if item is not None])
+    click.echo(body.decode() if raw else json.dumps(json.loads(body), indent=2))
+    invalid = items.count(None)
+    if invalid:
+        click.echo(f"{invalid} invalid events would be dropped, not sent", err=True)
+
+
+def _progress_line() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(sent: int, failed: int) -> None:
+        click.echo(f"\rsending… {sent} sent, {failed} failed", err=True, nl=False)
+
+    return show
+
+
+@main.command()
 def flush() -> None:
-    """Send every pending event now, ignoring backoff."""
+    """Send every pending event now, in the foreground, ignoring backoff."""
     from sender.run import deliver
 
-    outcome = deliver(respect_backoff=False, lock_timeout=35.0, budget_s=600.0)
+    where = _paths()
+    progress = _progress_line()
+    outcome = deliver(
+        respect_backoff=False, lock_timeout=SENDER_WAIT_S, budget_s=600.0, progress=progress
+    )
+    if progress is not None:
+        click.echo("\r\033[K", err=True, nl=False)
     if outcome is None:
-        click.echo("another sender is busy; try again in a moment", err=True)
-        sys.exit(1)
-    click.echo(f"sent {outcome.sent} events, {outcome.failed} failed ({outcome.stopped_because})")
+        raise click.ClickException("another sender is busy; try again in a moment")
+    reason = outcome.stopped_because
+    if reason == "opted-out":
+        click.echo("telemetry is off: nothing sent, the spool was deleted")
+        return
+    line = f"sent {outcome.sent} events, {outcome.failed} failed"
+    if outcome.dropped:
+        line += f", {outcome.dropped} dropped (too old, invalid or rejected)"
+    click.echo(line)
+    if reason == "refused-host":
+        raise click.ClickException(f"refusing to send to {config.settings().host}: https required")
     if outcome.failed:
-        sys.exit(1)
+        error = _last_error(where.db)
+        raise click.ClickException(
+            f"could not deliver ({error or reason}); the events stay in the spool for later"
+        )
+
+
+def _last_error(db: str) -> str | None:
+    conn = _open_existing(db)
+    try:
+        rows = _query(conn, "SELECT value FROM state WHERE key = 'last_error'", [])
+    finally:
+        if conn is not None:
+            conn.close()
+    return rows[0][0] if rows else None
+
+
+def _sender_lock(where: config.Paths) -> Any:
+    """Wait for a running sender to finish, so it cannot send what we are about to delete."""
+    from filelock import FileLock, Timeout
+
+    if not os.path.isdir(where.home):
+        return None
+    lock = FileLock(where.lock, timeout=SENDER_WAIT_S, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
+def purge_spool(where: config.Paths) -> int:
+    """Delete the spool (and any copy set aside as corrupt); how many events it held."""
+    lock = _sender_lock(where)
+    try:
+        return _purge_locked(where)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _purge_locked(where: config.Paths) -> int:
+    conn = _open_existing(where.db)
+    try:
+        [(count,)] = _query(conn, "SELECT COUNT(*) FROM events", [(0,)])
+    except click.ClickException:
+        count = 0
+    finally:
+        if conn is not None:
+            conn.close()
+    spool.purge(where.db)
+    for aside in glob.glob(glob.escape(where.db) + ".corrupt-*"):
+        try:
+            os.remove(aside)
+        except OSError:
+            pass
+    if os.path.exists(where.db):
+        raise click.ClickException(f"cannot delete {where.db}")
+    return count
+
+
+@main.command()
+def purge() -> None:
+    """Delete every pending event."""
+    count = purge_spool(_paths())
+    click.echo(f"deleted {count} pending event{'' if count == 1 else 's'}")
+
+
+def _set_enabled(value: bool) -> config.Paths:
+    where = _paths()
+    try:
+        write_flag(where.config, config.ENABLED_KEY, value)
+    except ConfigWriteError as error:
+        raise click.ClickException(str(error)) from None
+    return where
+
+
+@main.command()
+def disable() -> None:
+    """Turn telemetry off for this user and delete what waits in the spool."""
+    where = _set_enabled(False)
+    count = purge_spool(where)
+    click.echo(f"telemetry disabled in {where.config}; deleted {count} pending events")
+
+
+@main.command()
+def enable() -> None:
+    """Turn telemetry back on for this user (the environment and projects may still opt out)."""
+    where = _set_enabled(True)
+    click.echo(f"telemetry enabled in {where.config}")
+    decision = config.decide(".")
+    if not decision.enabled:
+        click.echo(f"note: still off here because {_reason(decision)}", err=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ An unclear or unreadable answer where the user wrote about telemetry counts as "
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+import stat
+
+from .record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PROJECT_FILE = "project.visivo.yml"
 DEFAULT_HOST = "https://us.i.posthog.com"
@@ -22,30 +28,23 @@ ENABLED_KEY = "telemetry_enabled"
 USER_SETTING_KEYS = ("posthog_host", "posthog_api_key", "telemetry_debug")
 
 
-class Paths(NamedTuple):
-    """Where telemetry keeps its files; all under `~/.visivo`."""
+class Paths(Record):
+    """Where telemetry keeps its files (str each): home, db, lock, config; all in `~/.visivo`."""
 
-    home: str
-    db: str
-    lock: str
-    config: str
+    _fields = ("home", "db", "lock", "config")
 
 
-class Decision(NamedTuple):
-    """Whether telemetry is on, which source decided, and that source's file if any."""
+class Decision(Record):
+    """Whether telemetry is on (`enabled`), which source decided it, and that source's file."""
 
-    enabled: bool
-    decided_by: str
-    source_path: str | None = None
+    _fields = ("enabled", "decided_by", "source_path")
+    _defaults = (None,)
 
 
-class Settings(NamedTuple):
+class Settings(Record):
     """Where events go and how; resolved from the environment or the user's config only."""
 
-    host: str
-    api_key: str
-    debug: bool
-    host_error: str | None
+    _fields = ("host", "api_key", "debug", "host_error")
 
     @property
     def batch_url(self) -> str:
@@ -83,33 +82,65 @@ def word(value: object) -> bool | None:
 
 
 class Unreadable(Exception):
-    """A config file that mentions telemetry but cannot be read as YAML."""
+    """A config file that mentions telemetry but cannot be read as a YAML mapping."""
+
+
+_MAX_CONFIG_BYTES = 1 << 20
+_MAX_YAML_CONTAINERS = 100_000
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _read_regular(path: str) -> bytes | None:
+    """The first MiB of a regular file; None when absent. Never blocks on a FIFO or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Unreadable(path) from error
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable(path)
+        chunks: list[bytes] = []
+        size = 0
+        while size < _MAX_CONFIG_BYTES:
+            chunk = os.read(fd, _MAX_CONFIG_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as error:
+        raise Unreadable(path) from error
+    finally:
+        os.close(fd)
 
 
 def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     """A YAML mapping from `path`, or None when the file is absent or mentions none of `keys`.
 
     The substring test spares every Visivo run the 20 ms PyYAML import: project files that say
-    nothing about telemetry are never parsed. Raises `Unreadable` for a file that mentions a
-    key but cannot be read.
+    nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
+    always are). Raises `Unreadable` for a file that mentions a key but is not a readable
+    YAML mapping.
     """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(1 << 20)
-    except FileNotFoundError:
+    data = _read_regular(path)
+    if data is None:
         return None
-    except OSError as error:
-        raise Unreadable(path) from error
-    if not any(key.encode() in data for key in keys):
+    if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
         return None
     try:
         import yaml
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        parsed = yaml.load(data.decode("utf-8"), Loader=loader)  # noqa: S506 - safe loader
+        parsed = yaml.load(data, Loader=loader)  # noqa: S506 - safe loader
     except Exception as error:
         raise Unreadable(path) from error
-    return parsed if isinstance(parsed, dict) else {}
+    if parsed is None:
+        return None
+    if not isinstance(parsed, dict):
+        raise Unreadable(path)
+    return parsed
 
 
 def _opt_out_in(mapping: dict[str, Any]) -> bool | None:
@@ -117,6 +148,28 @@ def _opt_out_in(mapping: dict[str, Any]) -> bool | None:
     if ENABLED_KEY not in mapping:
         return None
     return word(mapping[ENABLED_KEY]) is not True
+
+
+def _opts_out_anywhere(root: object) -> bool:
+    """Whether any mapping in the document, however nested, has a `telemetry_enabled` not true.
+
+    A user who wrote the key in the wrong place still meant it. Aliases may share nodes (or
+    loop), so each mapping or list is visited once, and past a bound we assume "off".
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if len(seen) > _MAX_YAML_CONTAINERS:
+            return True
+        if isinstance(node, dict) and _opt_out_in(node):
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend(child for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
@@ -137,12 +190,8 @@ def _project_decision(project_dir: str | os.PathLike[str] | None) -> Decision | 
         mapping = read_yaml(path, (ENABLED_KEY,))
     except Unreadable:
         return Decision(False, "project", path)
-    if mapping is None:
-        return None
-    defaults = mapping.get("defaults")
-    for scope in (defaults if isinstance(defaults, dict) else {}, mapping):
-        if _opt_out_in(scope):
-            return Decision(False, "project", path)
+    if mapping is not None and _opts_out_anywhere(mapping):
+        return Decision(False, "project", path)
     return None
 
 
@@ -170,32 +219,63 @@ def decide(
             mapping = user_config(where)
         except Unreadable:
             return Decision(False, "global", where.config)
-        if mapping is not None and _opt_out_in(mapping):
+        if mapping is not None and _opts_out_anywhere(mapping):
             return Decision(False, "global", where.config)
         return Decision(True, "default")
     except Exception:
         return Decision(False, "error")
 
 
-def _is_loopback(hostname: str) -> bool:
-    hostname = hostname.strip("[]").lower()
-    return hostname in ("localhost", "::1") or hostname.startswith("127.")
+def _is_loopback_ipv4(hostname: str) -> bool:
+    parts = hostname.split(".")
+    return (
+        len(parts) == 4
+        and parts[0] == "127"
+        and all(p.isascii() and p.isdigit() and int(p) <= 255 for p in parts)
+    )
+
+
+def _split_authority(authority: str) -> tuple[str, str] | None:
+    """`host`, `port` of an authority; None for anything a URL parser might read otherwise."""
+    if authority.startswith("["):
+        hostname, bracket, port = authority[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return None
+        return hostname, port[1:]
+    if authority.count(":") > 1:
+        return None
+    hostname, _, port = authority.partition(":")
+    return hostname, port
+
+
+def _is_loopback_authority(authority: str) -> bool:
+    """`localhost`, `127.x.y.z` or `[::1]`, with an optional numeric port and nothing else."""
+    split = _split_authority(authority.lower())
+    if split is None:
+        return False
+    hostname, port = split
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
+        return False
+    return hostname in ("localhost", "::1") or _is_loopback_ipv4(hostname)
 
 
 def check_host(host: str) -> str | None:
-    """Why `host` may not receive events (None when it may): https only, but for loopback."""
+    """Why `host` may not receive events (None when it may): https only, but for loopback.
+
+    The authority of an `http://` host must be plainly a loopback address; anything a URL
+    parser might read as another host (`user@`, `\\`, `#@127.0.0.1`, `127.0.0.1.evil`) is refused.
+    """
     scheme, sep, rest = host.partition("://")
-    if not sep or not rest:
+    if not sep or not rest or not host.isprintable() or " " in host:
         return "not a URL"
-    authority = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    hostname = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
-    if "]" in authority:
-        hostname = authority.split("]", 1)[0] + "]"
     if scheme.lower() == "https":
         return None
-    if scheme.lower() == "http" and _is_loopback(hostname):
-        return None
-    return "https:// is required except for loopback addresses"
+    if scheme.lower() != "http":
+        return "https:// is required except for loopback addresses"
+    authority = rest.partition("/")[0]
+    if any(c in authority for c in "@\\?#%") or not _is_loopback_authority(authority):
+        return "https:// is required except for loopback addresses"
+    return None
 
 
 def settings(env: dict[str, str] | os._Environ[str] | None = None) -> Settings:

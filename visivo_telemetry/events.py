@@ -6,12 +6,12 @@ whose imports alone would cost a short CLI run several milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from . import schema
+from .record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,25 +95,18 @@ def metadata(visivo_version: str) -> dict[str, Any]:
     }
 
 
-class Event(tuple):
+class Event(Record):
     """One event as it is spooled: (uuid, event, created_at, properties_json).
 
-    A hand-written tuple rather than a NamedTuple: `typing` alone costs a cold CLI 8 ms.
     `properties_json` is exactly what will be sent.
     """
 
-    __slots__ = ()
-
-    def __new__(cls, uuid: str, event: str, created_at: str, properties_json: str) -> Event:
-        return tuple.__new__(cls, (uuid, event, created_at, properties_json))
-
-    uuid = property(lambda self: self[0])
-    event = property(lambda self: self[1])
-    created_at = property(lambda self: self[2])
-    properties_json = property(lambda self: self[3])
+    _fields = ("uuid", "event", "created_at", "properties_json")
 
     def wire(self) -> dict[str, Any]:
         """The PostHog batch item for this event."""
+        import json
+
         properties = json.loads(self.properties_json)
         return wire_item(self.event, self.uuid, self.created_at, properties)
 
@@ -130,8 +123,50 @@ def wire_item(event: str, uuid: str, timestamp: str, properties: dict[str, Any])
 
 
 def dumps(value: Any) -> str:
-    """Compact, deterministic JSON: the exact bytes that are spooled, printed and sent."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    """Compact, deterministic JSON: the exact bytes that are spooled, printed and sent.
+
+    Byte-for-byte `json.dumps(value, separators=(",", ":"), ensure_ascii=True,
+    allow_nan=False)` for the types events hold, without importing `json`, which pulls in
+    `re`, `enum` and friends: milliseconds in a cold CLI process.
+    """
+    if _quote is None:
+        import json
+
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _encode(value)
+
+
+try:
+    from _json import encode_basestring_ascii as _quote
+except ImportError:
+    _quote = None
+
+
+def _encode(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("out of range float values are not JSON compliant")
+        return float.__repr__(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError("keys must be str")
+            items.append(_quote(key) + ":" + _encode(item))
+        return "{" + ",".join(items) + "}"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event | None:

@@ -2,24 +2,35 @@
 
 Only flag *names* survive; every value, whatever it looks like, becomes a placeholder. Plain
 string work rather than regexes: this runs in every CLI process, where compiling patterns at
-import would cost more than the sanitizing itself.
+import would cost more than the sanitizing itself. What the output may look like is defined in
+`schema` (`is_clean_arg`, `is_clean_endpoint`), which the sender checks again.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 
-from .schema import MAX_ARGS, MAX_ENDPOINT
+from .schema import (
+    DIGITS,
+    LETTERS,
+    MAX_ARGS,
+    MAX_ENDPOINT,
+    NAME_CHARS,
+    PATH,
+    REDACTED,
+    VALUE,
+    is_clean_segment,
+    is_flag_name,
+    is_short_cluster,
+)
 
-REDACTED = "<redacted>"
-PATH = "<path>"
-VALUE = "<value>"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 SENSITIVE_WORDS = (
     "token",
-    "password",
-    "passwd",
+    "pass",
     "pwd",
     "secret",
     "key",
@@ -33,30 +44,20 @@ SENSITIVE_WORDS = (
     "bearer",
     "session",
     "dsn",
+    "salt",
+    "nonce",
+    "jwt",
 )
+"""A flag whose name contains one of these (any case) has its value `<redacted>`."""
 
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
-_MAX_FLAG_NAME = 48
+_MAX_STAT = 4096
 
 
 def is_sensitive_flag(name: str) -> bool:
     """A flag whose value is a secret by its name (matched by substring, any case)."""
     lowered = name.lower()
     return any(word in lowered for word in SENSITIVE_WORDS)
-
-
-def _is_long_flag_name(name: str) -> bool:
-    """`--` followed by a plausible option name: letters, digits, `-`, `_`."""
-    body = name[2:]
-    return (
-        0 < len(body) <= _MAX_FLAG_NAME
-        and body[0] in _ALNUM
-        and all(c in _NAME_CHARS for c in body)
-    )
 
 
 def _is_number(token: str) -> bool:
@@ -67,19 +68,21 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _looks_like_path(value: str) -> bool:
-    if value.startswith(("/", "~", "./", "../", ".\\", "..\\", "\\\\")):
-        return True
-    if "/" in value or "\\" in value or os.sep in value:
-        return True
-    if len(value) >= 2 and value[1] == ":" and value[0] in _LETTERS:
-        return True
-    if value in (".", ".."):
-        return True
+def _names_existing_file(value: str) -> bool:
+    if not value or len(value) > _MAX_STAT:
+        return False
     try:
         return os.path.lexists(value)
     except (ValueError, OSError):
         return False
+
+
+def _looks_like_path(value: str) -> bool:
+    if value.startswith("~") or value in (".", "..") or "/" in value or "\\" in value:
+        return True
+    if len(value) >= 2 and value[1] == ":" and value[0] in LETTERS:
+        return True
+    return _names_existing_file(value)
 
 
 def placeholder(value: str, sensitive: bool = False) -> str:
@@ -99,60 +102,97 @@ def _as_text(token: object) -> str | None:
     return None
 
 
-def _sanitize_short(token: str) -> str:
+def _short_option(token: str) -> str:
     """`-v`, `-vvv` stay; `-fvalue`, `-Dkey=value`, `-t=x` keep only the letter."""
-    letter, rest = token[1], token[2:]
-    if letter not in _LETTERS:
-        return VALUE
-    if not rest or rest == letter * len(rest):
+    if is_short_cluster(token):
         return token
-    attached = rest[1:] if rest.startswith("=") else rest
+    letter, attached = token[1], token[2:]
+    if letter not in LETTERS:
+        return placeholder(token)
+    if attached.startswith("="):
+        attached = attached[1:]
     return f"-{letter}{placeholder(attached)}"
+
+
+def _long_option(token: str) -> tuple[str, bool]:
+    """`--name` or `--name=<placeholder>`; also whether the next token is the name's secret."""
+    name, has_value, value = token.partition("=")
+    if not is_flag_name(name):
+        return placeholder(token), False
+    sensitive = is_sensitive_flag(name)
+    if has_value:
+        return f"{name}={placeholder(value, sensitive)}", False
+    return name, sensitive
+
+
+class _ArgvReader:
+    """Reads argv left to right, remembering `--` and whether a secret is due next."""
+
+    def __init__(self) -> None:
+        self.positional_only = False
+        self.secret_next = False
+
+    def read(self, raw: object) -> str:
+        """The sanitized form of the next token."""
+        secret, self.secret_next = self.secret_next, False
+        token = _as_text(raw)
+        if token is None:
+            return REDACTED if secret else PATH if isinstance(raw, os.PathLike) else VALUE
+        if self.positional_only:
+            return placeholder(token)
+        if token == "--":
+            self.positional_only = True
+            return token
+        if token.startswith("--"):
+            if secret and not is_flag_name(token.partition("=")[0]):
+                return REDACTED
+            out, self.secret_next = _long_option(token)
+            return out
+        if secret or not token.startswith("-") or len(token) == 1 or _is_number(token):
+            return placeholder(token, secret)
+        return _short_option(token)
 
 
 def sanitize_args(args: Iterable[object]) -> list[str]:
     """Keep flag names, replace every value by a placeholder; never raises.
 
-    A token after a sensitive flag becomes `<redacted>` whether it was the flag's value or a
-    positional argument: without the command's definition we cannot tell, so we assume secret.
+    One token out per token in (at most `MAX_ARGS`). A token after a sensitive flag becomes
+    `<redacted>` unless it is itself a long option: without the command's definition we
+    cannot tell a value from a positional argument, so we assume it is the secret.
     """
     out: list[str] = []
-    positional_only = False
-    secret_next = False
+    if isinstance(args, (str, bytes)):
+        args = [args]
+    reader = _ArgvReader()
     try:
-        tokens = list(args)
+        for raw in args:
+            if len(out) >= MAX_ARGS:
+                break
+            out.append(reader.read(raw))
     except Exception:
-        return out
-    for raw in tokens[:MAX_ARGS]:
-        token = _as_text(raw)
-        if token is None:
-            out.append(PATH if isinstance(raw, os.PathLike) else VALUE)
-            secret_next = False
-            continue
-        if positional_only or not token.startswith("-") or token == "-" or _is_number(token):
-            out.append(placeholder(token, secret_next))
-            secret_next = False
-        elif token == "--":
-            out.append(token)
-            positional_only = True
-            secret_next = False
-        elif token.startswith("--"):
-            name, has_value, value = token.partition("=")
-            if not _is_long_flag_name(name):
-                out.append(placeholder(token, secret_next))
-                secret_next = False
-                continue
-            sensitive = is_sensitive_flag(name)
-            if has_value:
-                out.append(f"{name}={placeholder(value, sensitive)}")
-                secret_next = False
-            else:
-                out.append(name)
-                secret_next = sensitive
-        else:
-            out.append(_sanitize_short(token))
-            secret_next = False
+        pass
     return out
+
+
+def _is_uuid(segment: str) -> bool:
+    return (
+        len(segment) == 36
+        and [len(part) for part in segment.split("-")] == [8, 4, 4, 4, 12]
+        and all(c in _HEX for c in segment.replace("-", ""))
+    )
+
+
+def _is_hex_hash(segment: str, has_digit: bool) -> bool:
+    """Hex of 8+ chars with a digit, or 12+ without (no English word is that long in hex)."""
+    long_enough = len(segment) >= 12 or (len(segment) >= 8 and has_digit)
+    return long_enough and all(c in _HEX for c in segment)
+
+
+def _is_token(segment: str) -> bool:
+    """base64/ULID-looking: long and mixed-case, or very long without separators."""
+    if len(segment) >= 32:
+        return True
+    return len(segment) >= 12 and segment.lower() != segment and segment.upper() != segment
 
 
 def _segment_placeholder(segment: str) -> str | None:
@@ -163,53 +203,61 @@ def _segment_placeholder(segment: str) -> str | None:
     """
     if not segment:
         return None
-    if all(c in _DIGITS for c in segment):
+    if all(c in DIGITS for c in segment):
         return "{id}"
-    if (
-        len(segment) == 36
-        and segment.count("-") == 4
-        and all(c in _HEX for c in segment.replace("-", ""))
-    ):
+    if _is_uuid(segment):
         return "{uuid}"
-    has_digit = any(c in _DIGITS for c in segment)
-    if len(segment) >= 8 and has_digit and all(c in _HEX for c in segment):
+    has_digit = any(c in DIGITS for c in segment)
+    if _is_hex_hash(segment, has_digit):
         return "{hash}"
-    if any(c not in _NAME_CHARS for c in segment):
-        return "{value}"
+    if any(c not in NAME_CHARS for c in segment):
+        return None if _is_template_part(segment) else "{value}"
     if has_digit and len(segment) >= 8:
         return "{id}"
-    if len(segment) >= 20 and any(c.isupper() for c in segment):
-        return "{token}"
-    return None
+    return "{token}" if _is_token(segment) else None
+
+
+def _is_template_part(segment: str) -> bool:
+    """A placeholder (`{id}`) or route variable (`<int:id>`), kept so templates pass through."""
+    return segment[:1] + segment[-1:] in ("{}", "<>") and is_clean_segment(segment)
+
+
+def _path_only(path: str) -> str:
+    for mark in ("?", "#"):
+        path = path.split(mark, 1)[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    return path
+
+
+def _fit(path: str) -> str:
+    """A leading `/`, and whole segments dropped from the end (marked `...`) to fit the cap."""
+    if not path.startswith("/"):
+        path = "/" + path
+    while len(path) > MAX_ENDPOINT:
+        path = path.removesuffix("/...").rsplit("/", 1)[0] + "/..."
+    return path
 
 
 def sanitize_endpoint(path: str, known_segments: Sequence[str] | None = None) -> str:
     """URL path with ids replaced by placeholders and no query string or fragment.
 
-    `known_segments` (e.g. the static words of an app's routes) makes it strict: any other
-    segment is replaced, so an unmatched path cannot carry a name. Never raises.
+    A route template (`/api/projects/<int:id>`) passes through unchanged. `known_segments`
+    (e.g. the static words of an app's routes) makes it strict: any other segment is
+    replaced, so an unmatched path cannot carry a name. Never raises.
     """
     try:
         if isinstance(path, bytes):
             path = path.decode("utf-8", "replace")
         if not isinstance(path, str):
             return "/"
-        for mark in ("?", "#"):
-            path = path.split(mark, 1)[0]
-        if "://" in path:
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
         known = frozenset(known_segments) if known_segments is not None else None
         segments = []
-        for segment in path.split("/"):
+        for segment in _path_only(path).split("/"):
             replaced = _segment_placeholder(segment)
             if replaced is None and known is not None and segment and segment not in known:
-                replaced = "{value}"
+                replaced = segment if _is_template_part(segment) else "{value}"
             segments.append(replaced or segment)
-        result = "/".join(segments)
-        if not result.startswith("/"):
-            result = "/" + result
-        if len(result) > MAX_ENDPOINT:
-            result = result[: MAX_ENDPOINT - 3] + "..."
-        return result
+        return _fit("/".join(segments))
     except Exception:
         return "/"

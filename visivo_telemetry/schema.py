@@ -2,12 +2,18 @@
 
 This module is the single source of truth. The event builder validates against it, the sender
 validates again before sending, debug output and the README's "what we collect" table are made
-from it. A key that is not listed here is never sent.
+from it. A key that is not listed here is never sent, and a value must have the shape the
+sanitizer gives it (flag names and placeholders only), so a row that slipped past the builder
+is still refused by the sender.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from .record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_PROPERTIES_BYTES = 8192
 """Cap on one event's serialized properties; larger events are never spooled or sent."""
@@ -16,16 +22,32 @@ MAX_TEXT = 128
 MAX_ARGS = 64
 MAX_ENDPOINT = 256
 MAX_OBJECT_TYPES = 32
+MAX_FLAG_NAME = 48
+MAX_CLUSTER = 8
 
 LIB_NAME = "visivo-telemetry"
 
+REDACTED = "<redacted>"
+PATH = "<path>"
+VALUE = "<value>"
+PLACEHOLDERS = frozenset({REDACTED, PATH, VALUE})
+"""What every argument value becomes; nothing else a user typed is ever sent."""
 
-class Field(NamedTuple):
+ENDPOINT_PLACEHOLDERS = frozenset({"{id}", "{uuid}", "{hash}", "{token}", "{value}"})
+
+LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+DIGITS = frozenset("0123456789")
+NAME_CHARS = LETTERS | DIGITS | frozenset("-_")
+_VERSION_CHARS = NAME_CHARS | frozenset(".+")
+_COMMAND_CHARS = NAME_CHARS | frozenset(" .:")
+_ROUTE_VARIABLE_CHARS = NAME_CHARS | frozenset(":(),=.'\" ")
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+class Field(Record):
     """One allowed property: its JSON type, whether it must be present, and what it means."""
 
-    kind: str
-    required: bool
-    meaning: str
+    _fields = ("kind", "required", "meaning")
 
 
 COMMON_FIELDS: dict[str, Field] = {
@@ -47,7 +69,7 @@ EVENT_FIELDS: dict[str, dict[str, Field]] = {
         ),
         "duration_ms": Field("number", True, "wall time of the command"),
         "success": Field("bool", True, "whether the command succeeded"),
-        "error_type": Field("string|null", True, "exception class name only, never the message"),
+        "error_type": Field("string or null", True, "exception class name only, never the message"),
         "job_count": Field("int", False, "number of jobs (`run` only)"),
         "object_counts": Field("dict[string,int]", False, "`{type: count}` (`compile` only)"),
     },
@@ -68,6 +90,14 @@ POSTHOG_FIELDS: dict[str, Any] = {
 
 LIB_VERSION_KEY = "$lib_version"
 
+CONTROL_FIELDS: dict[str, Field] = {
+    "$process_person_profile": Field("`false`", True, "PostHog makes no person profile"),
+    "$geoip_disable": Field("`true`", True, "PostHog does not locate the sender's IP address"),
+    "$lib": Field(f"`{LIB_NAME}`", True, "which library sent the event"),
+    LIB_VERSION_KEY: Field("string", True, "version of this library"),
+}
+"""How the README describes PostHog's controls, which every event carries."""
+
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "OTHER"}
 )
@@ -78,10 +108,76 @@ def allowed_keys(event: str) -> frozenset[str]:
     return frozenset((*COMMON_FIELDS, *EVENT_FIELDS[event], *POSTHOG_FIELDS, LIB_VERSION_KEY))
 
 
+def required_keys(event: str) -> frozenset[str]:
+    """The property keys every event of this kind must carry."""
+    fields = (*COMMON_FIELDS.items(), *EVENT_FIELDS[event].items())
+    return frozenset((*(k for k, f in fields if f.required), *POSTHOG_FIELDS, LIB_VERSION_KEY))
+
+
+def is_flag_name(token: str) -> bool:
+    """`--` and a plausible option name: a letter, then letters, digits, `-`, `_`."""
+    body = token[2:]
+    return (
+        token.startswith("--")
+        and 0 < len(body) <= MAX_FLAG_NAME
+        and body[0] in LETTERS
+        and all(c in NAME_CHARS for c in body)
+    )
+
+
+def is_short_cluster(token: str) -> bool:
+    """`-v`, `-vvv`: one letter, possibly repeated (a count, not a value)."""
+    return (
+        2 <= len(token) <= MAX_CLUSTER
+        and token[0] == "-"
+        and token[1] in LETTERS
+        and token[2:] == token[1] * (len(token) - 2)
+    )
+
+
+def is_clean_arg(arg: object) -> bool:
+    """An argument as the sanitizer emits it: a flag name, a placeholder, or both joined."""
+    if not isinstance(arg, str):
+        return False
+    if arg in PLACEHOLDERS or arg == "--" or is_flag_name(arg) or is_short_cluster(arg):
+        return True
+    name, has_value, value = arg.partition("=")
+    if has_value:
+        return is_flag_name(name) and value in PLACEHOLDERS
+    return len(arg) > 2 and arg[0] == "-" and arg[1] in LETTERS and arg[2:] in PLACEHOLDERS
+
+
+def is_clean_segment(segment: str) -> bool:
+    """A URL path segment that is a route word, a placeholder or a route variable."""
+    if all(c in NAME_CHARS or c == "." for c in segment):
+        return True
+    if segment in ENDPOINT_PLACEHOLDERS:
+        return True
+    inner = segment[1:-1]
+    if segment[:1] + segment[-1:] == "{}":
+        return bool(inner) and all(c in NAME_CHARS for c in inner)
+    if segment[:1] + segment[-1:] == "<>":
+        return bool(inner) and all(c in _ROUTE_VARIABLE_CHARS for c in inner)
+    return False
+
+
+def is_clean_endpoint(value: object) -> bool:
+    """A path as the sanitizer or a route table gives it: no query, fragment or odd bytes."""
+    return (
+        _is_text(value, MAX_ENDPOINT)
+        and value.startswith("/")
+        and all(is_clean_segment(s) for s in value.split("/"))
+    )
+
+
 def _is_text(value: object, limit: int = MAX_TEXT) -> bool:
     if not isinstance(value, str) or not value or len(value) > limit:
         return False
     return value.isprintable() and value.isascii()
+
+
+def _is_word(value: object, chars: frozenset[str], limit: int) -> bool:
+    return _is_text(value, limit) and all(c in chars for c in value)
 
 
 def _is_int(value: object) -> bool:
@@ -94,9 +190,25 @@ def _is_number(value: object) -> bool:
     return value == value and 0 <= value < 1e12
 
 
+def _is_uuid4(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 36
+        and [len(part) for part in value.split("-")] == [8, 4, 4, 4, 12]
+        and all(c in _LOWER_HEX for c in value.replace("-", ""))
+        and value[14] == "4"
+    )
+
+
+def _is_class_name(value: object) -> bool:
+    return _is_text(value) and all(part.isidentifier() for part in value.split("."))
+
+
 def _valid_args(value: object) -> bool:
     return (
-        isinstance(value, list) and len(value) <= MAX_ARGS and all(_is_text(arg) for arg in value)
+        isinstance(value, list)
+        and len(value) <= MAX_ARGS
+        and all(_is_text(arg) and is_clean_arg(arg) for arg in value)
     )
 
 
@@ -104,37 +216,36 @@ def _valid_object_counts(value: object) -> bool:
     return (
         isinstance(value, dict)
         and len(value) <= MAX_OBJECT_TYPES
-        and all(_is_text(k, 64) and _is_int(v) and v >= 0 for k, v in value.items())
+        and all(_is_word(k, NAME_CHARS, 64) and _is_int(v) and v >= 0 for k, v in value.items())
     )
 
 
 _CHECKS = {
-    "visivo_version": lambda v: _is_text(v, 64),
-    "python_version": lambda v: _is_text(v, 32),
+    "visivo_version": lambda v: _is_word(v, _VERSION_CHARS, 64),
+    "python_version": lambda v: _is_word(v, _VERSION_CHARS, 32),
     "platform": lambda v: v in ("darwin", "linux", "windows", "other"),
-    "platform_version": lambda v: _is_text(v, 64),
-    "architecture": lambda v: _is_text(v, 32),
-    "session_id": lambda v: _is_text(v, 36) and len(v) == 36,
-    "command": _is_text,
+    "platform_version": lambda v: _is_word(v, _VERSION_CHARS, 64),
+    "architecture": lambda v: _is_word(v, _VERSION_CHARS, 32),
+    "session_id": _is_uuid4,
+    "command": lambda v: _is_word(v, _COMMAND_CHARS, MAX_TEXT),
     "command_args": _valid_args,
     "duration_ms": _is_number,
     "success": lambda v: isinstance(v, bool),
-    "error_type": lambda v: v is None or _is_text(v),
+    "error_type": lambda v: v is None or _is_class_name(v),
     "job_count": lambda v: _is_int(v) and v >= 0,
     "object_counts": _valid_object_counts,
-    "endpoint": lambda v: _is_text(v, MAX_ENDPOINT) and v.startswith("/"),
+    "endpoint": is_clean_endpoint,
     "method": lambda v: v in HTTP_METHODS,
     "status_code": lambda v: _is_int(v) and 100 <= v <= 599,
-    LIB_VERSION_KEY: lambda v: _is_text(v, 32),
+    LIB_VERSION_KEY: lambda v: _is_word(v, _VERSION_CHARS, 32),
 }
 
 
 def check_property(key: str, value: object) -> bool:
     """True when `value` is an allowed value for property `key` (PostHog controls included)."""
     if key in POSTHOG_FIELDS:
-        return value is POSTHOG_FIELDS[key] or (
-            type(value) is type(POSTHOG_FIELDS[key]) and value == POSTHOG_FIELDS[key]
-        )
+        expected = POSTHOG_FIELDS[key]
+        return type(value) is type(expected) and value == expected
     check = _CHECKS.get(key)
     return check is not None and bool(check(value))
 
@@ -143,11 +254,8 @@ def is_valid(event: str, properties: object) -> bool:
     """True when an event carries exactly allowed keys, every required one, each well-typed."""
     if event not in EVENT_FIELDS or not isinstance(properties, dict):
         return False
-    keys = set(properties)
-    if not keys <= allowed_keys(event):
-        return False
-    required = {k for k, f in (*COMMON_FIELDS.items(), *EVENT_FIELDS[event].items()) if f.required}
-    if not required | set(POSTHOG_FIELDS) | {LIB_VERSION_KEY} <= keys:
+    keys = properties.keys()
+    if not required_keys(event) <= keys <= allowed_keys(event):
         return False
     return all(check_property(k, v) for k, v in properties.items())
 
@@ -161,4 +269,6 @@ def markdown_table() -> str:
         for key, field in fields.items():
             optional = "" if field.required else " (optional)"
             rows.append(f"| `{event}` | `{key}` | {field.kind}{optional} | {field.meaning} |")
+    for key, field in CONTROL_FIELDS.items():
+        rows.append(f"| every event | `{key}` | {field.kind} | {field.meaning} |")
     return "\n".join(rows)

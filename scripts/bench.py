@@ -1,0 +1,175 @@
+"""Benchmark visivo-telemetry against no telemetry and the PostHog SDK; prints a Markdown table.
+
+    .venv/bin/python scripts/bench.py            # full run, a few minutes
+    .venv/bin/python scripts/bench.py --quick    # smaller run, under a minute and a half
+    .venv/bin/python scripts/bench.py --output bench-results.md
+
+Everything runs on 127.0.0.1 against the local receiver (scripts/collector.py), in temporary
+HOMEs, with bytecode caches enabled for child processes; nothing touches the user's ~/.visivo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bench_cli
+import bench_spool
+from bench_common import Row, kill_senders, load_collector, refusing_url
+
+HEADER = (
+    "Benchmark",
+    "Variant",
+    "Result (median)",
+    "Paired Δ vs. no telemetry (median)",
+    "Events",
+    "Target",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work one invocation does."""
+
+    rounds: int
+    tight_rounds: int
+    tight_block: int
+    refusing_posthog_rounds: int
+    blackhole_posthog_rounds: int
+    blackhole_posthog_cap_s: float
+    hot_path_calls: int
+    drain_events: int
+    per_writer: int
+
+
+FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000)
+QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200)
+
+
+def conditions(plan: Plan, healthy_url: str) -> list[bench_cli.Condition]:
+    """The network conditions of the CLI benchmark, black hole last (it changes the receiver)."""
+    Condition = bench_cli.Condition
+    return [
+        Condition("healthy", "healthy receiver", healthy_url, plan.rounds, plan.rounds, 30.0),
+        Condition(
+            "tight",
+            "tight loop, healthy receiver",
+            healthy_url,
+            plan.tight_rounds,
+            plan.tight_rounds,
+            30.0,
+            block=plan.tight_block,
+        ),
+        Condition(
+            "refusing",
+            "receiver refuses connections",
+            refusing_url(),
+            plan.rounds,
+            plan.refusing_posthog_rounds,
+            60.0,
+        ),
+        Condition(
+            "blackhole",
+            "receiver black-holes (accepts, never answers)",
+            healthy_url,
+            plan.rounds,
+            plan.blackhole_posthog_rounds,
+            plan.blackhole_posthog_cap_s,
+        ),
+    ]
+
+
+def cli_rows(base: Path, collector, plan: Plan) -> list[Row]:
+    """Every CLI-overhead row, condition by condition."""
+    table: list[Row] = []
+    for condition in conditions(plan, collector.url):
+        if condition.name == "blackhole":
+            collector.set_mode("blackhole")
+        runs = bench_cli.measure(base, condition)
+        receiver_db = None if condition.name == "refusing" else collector.db_path
+        table += bench_cli.rows(condition, runs, receiver_db)
+        collector.set_mode("ok")
+    return table
+
+
+def run_all(base: Path, plan: Plan) -> list[Row]:
+    """Every benchmark, in an order that keeps the receiver's mode changes simple."""
+    with load_collector()(base / "received.db") as collector:
+        bench_cli.warm_up(base, collector.url)
+        table = bench_spool.hot_path(base, plan.hot_path_calls)
+        table += cli_rows(base, collector, plan)
+        table += bench_spool.drain(base, collector, plan.drain_events)
+        table += bench_spool.concurrency(base, plan.per_writer)
+    return table
+
+
+def markdown(table: list[Row]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in table:
+        cells = (str(cell).replace("|", "\\|") for cell in row)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line on where and how the numbers were taken."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        from importlib.metadata import version
+
+        posthog = f"posthog {version('posthog')}"
+    except Exception:
+        posthog = "posthog not installed"
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {posthog}; load average before: {load}"
+    )
+
+
+def report(table: list[Row], plan: Plan, seconds: float, before: str) -> str:
+    """The full Markdown report: context, then the table."""
+    kind = "quick" if plan is QUICK else "full"
+    return (
+        f"visivo-telemetry benchmark ({kind} run, {seconds:.0f} s). {before}; "
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n\n"
+        f"{markdown(table)}\n"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (smoke test)")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything, print the report, clean up every process and file we made."""
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    before = machine()
+    started = time.perf_counter()
+    base = Path(tempfile.mkdtemp(prefix="visivo-bench-"))
+    try:
+        table = run_all(base, plan)
+    finally:
+        homes = base / "homes"
+        kill_senders(homes.iterdir() if homes.exists() else [])
+        shutil.rmtree(base, ignore_errors=True)
+    text = report(table, plan, time.perf_counter() - started, before)
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

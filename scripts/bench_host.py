@@ -1,0 +1,80 @@
+"""A minimal click CLI, like Visivo's, that the benchmark runs with three kinds of telemetry.
+
+    python scripts/bench_host.py none    run --threads 4
+    python scripts/bench_host.py visivo  run --threads 4
+    python scripts/bench_host.py posthog run --threads 4
+
+`none` records nothing; `visivo` records through visivo-telemetry; `posthog` uses the PostHog
+SDK the way Visivo does today: capture, then `flush()` and `shutdown()` at exit. The receiver
+comes from `VISIVO_POSTHOG_HOST` and the key from `VISIVO_POSTHOG_API_KEY` in every mode.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+VERSION = "1.4.0"
+
+
+@click.group()
+def cli() -> None:
+    """The host's command table: telemetry names commands from here, never from raw argv."""
+
+
+@cli.command()
+@click.option("--threads", default=1, type=int)
+@click.option("--dag-filter", default=None)
+def run(threads: int, dag_filter: str | None) -> None:
+    """Stands in for `visivo run`: does nothing, so the cost measured is all start-up and exit."""
+
+
+def main_none(argv: list[str]) -> None:
+    """No telemetry at all: the baseline."""
+    cli.main(args=argv, prog_name="visivo")
+
+
+def main_visivo(argv: list[str]) -> None:
+    """visivo-telemetry: record to the spool, start the detached sender, exit."""
+    from visivo_telemetry import Telemetry
+
+    telemetry = Telemetry(version=VERSION, project_dir=".")
+    with telemetry.command(argv[0] if argv else "", argv[1:]):
+        cli.main(args=argv, prog_name="visivo")
+
+
+def main_posthog(argv: list[str]) -> None:
+    """PostHog SDK in process, as Visivo uses it today: capture, flush and shutdown at exit."""
+    import posthog
+
+    client = posthog.Posthog(
+        os.environ.get("VISIVO_POSTHOG_API_KEY", "phc_bench"),
+        host=os.environ["VISIVO_POSTHOG_HOST"],
+    )
+    started = time.perf_counter()
+    code: int | str | None = 0
+    try:
+        cli.main(args=argv, prog_name="visivo")
+    except SystemExit as done:
+        code = done.code
+    client.capture(
+        "cli_command",
+        distinct_id="bench",
+        properties={
+            "command": argv[0] if argv else "",
+            "duration_ms": (time.perf_counter() - started) * 1000.0,
+            "success": code in (0, None),
+        },
+    )
+    client.flush()
+    client.shutdown()
+    sys.exit(code)
+
+
+MODES = {"none": main_none, "visivo": main_visivo, "posthog": main_posthog}
+
+if __name__ == "__main__":
+    MODES[sys.argv[1]](sys.argv[2:])

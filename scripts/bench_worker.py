@@ -1,0 +1,167 @@
+"""Child processes of the benchmark, one job each, each printing one JSON line.
+
+    python scripts/bench_worker.py hotpath N          time record_command/request in a warm process
+    python scripts/bench_worker.py writer N START OUT append N events at full speed from START
+    python scripts/bench_worker.py fill N             bulk-insert N valid events into the spool
+    python scripts/bench_worker.py drain BUDGET       run the real sender's deliver() once
+
+Only `sys` is imported at the top (and no `__future__`), so `hotpath` sees exactly the modules
+that importing visivo_telemetry and recording an event bring in.
+"""
+
+import sys
+
+VERSION = "1.4.0"
+ARGS = ["--threads", "4", "--dag-filter", "+my_chart+", "--output-dir", "/tmp/out"]
+
+
+def hotpath(n: int) -> None:
+    """Cold import and first event, then `n` warm `record_command` and `request` calls each.
+
+    Only recording is timed: `record_command` and `request` sanitize, build, validate and
+    INSERT into the spool; neither starts a sender (that happens in `finish()`, never called).
+    """
+    before = set(sys.modules)
+    import time
+
+    clock = time.perf_counter
+    started = clock()
+    from visivo_telemetry import Telemetry
+
+    imported = clock()
+    telemetry = Telemetry(version=VERSION, project_dir=".")
+    constructed = clock()
+    telemetry.record_command("run", ARGS, 12.5)
+    first = clock()
+    after_first = set(sys.modules)
+    commands = _time_calls(n, clock, lambda: telemetry.record_command("run", ARGS, 12.5))
+    requests = _time_calls(n, clock, lambda: telemetry.request("GET", "/api/trace/42/", 200, 3.5))
+    after = set(sys.modules)
+    _emit(
+        {
+            "enabled": telemetry.enabled,
+            "import_ms": (imported - started) * 1e3,
+            "construct_ms": (constructed - imported) * 1e3,
+            "first_record_ms": (first - constructed) * 1e3,
+            "command_us": [x * 1e6 for x in commands],
+            "request_us": [x * 1e6 for x in requests],
+            "new_modules": sorted(after_first - before),
+            "new_modules_warm": sorted(after - after_first),
+            "expected_rows": 1 + 2 * n,
+            "rows": _spool_rows(),
+        }
+    )
+
+
+def _time_calls(n: int, clock, call) -> list:
+    """Seconds taken by each of `n` calls."""
+    taken = []
+    for _ in range(n):
+        begin = clock()
+        call()
+        taken.append(clock() - begin)
+    return taken
+
+
+def writer(n: int, start_at: float, out: str) -> None:
+    """One concurrent writer: warm up, wait for the common start, append `n` events."""
+    import json
+    import time
+
+    from visivo_telemetry import Telemetry
+
+    telemetry = Telemetry(version=VERSION, project_dir=".")
+    telemetry.record_command("warmup", [], 1.0)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.time()
+    latencies = _time_calls(
+        n, time.perf_counter, lambda: telemetry.record_command("run", ARGS, 12.5)
+    )
+    ended = time.time()
+    with open(out, "w") as handle:
+        json.dump({"began": began, "ended": ended, "latencies": latencies}, handle)
+
+
+def fill(n: int) -> None:
+    """Spool `n` valid events in one transaction (built by the real event builder)."""
+    import time
+
+    from visivo_telemetry import config, events, spool
+
+    started = time.perf_counter()
+    conn = spool.connect(config.paths().db)
+    rows = []
+    for i in range(n):
+        props = events.cli_command_properties("run", ["--threads", "<value>"], i % 997, None, {})
+        event = events.build("cli_command", VERSION, props)
+        rows.append((event.uuid, event.event, event.created_at, event.properties_json))
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO events (uuid, event, created_at, properties) VALUES (?, ?, ?, ?)", rows
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    _emit({"rows": len(rows), "seconds": time.perf_counter() - started})
+
+
+def drain(budget_s: float) -> None:
+    """The sender's own `deliver()`, with the row cap lifted so every spooled event is sent.
+
+    The detached sender keeps at most 10,000 rows (dropping the oldest); the benchmark measures
+    delivery speed, so it lifts that cap. Priority is left normal (the real sender idles).
+    """
+    import functools
+    import time
+
+    from sender import drain as drain_module
+    from sender import run
+
+    run.Drain = functools.partial(drain_module.Drain, limits=drain_module.Limits(max_rows=10**9))
+    started = time.perf_counter()
+    outcome = run.deliver(respect_backoff=False, budget_s=budget_s)
+    seconds = time.perf_counter() - started
+    sent = getattr(outcome, "sent", 0)
+    failed = getattr(outcome, "failed", 0)
+    reason = getattr(outcome, "stopped_because", "busy")
+    _emit({"sent": sent, "failed": failed, "stopped": reason, "seconds": seconds})
+
+
+def _spool_rows() -> int:
+    """Rows in this HOME's spool (read after all timing is done)."""
+    import os
+    import sqlite3
+
+    path = os.path.join(os.environ["HOME"], ".visivo", "telemetry.db")
+    if not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _emit(result: dict) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+def main(argv: list) -> None:
+    """Dispatch one job."""
+    job = argv[0]
+    if job == "hotpath":
+        hotpath(int(argv[1]))
+    elif job == "writer":
+        writer(int(argv[1]), float(argv[2]), argv[3])
+    elif job == "fill":
+        fill(int(argv[1]))
+    elif job == "drain":
+        drain(float(argv[1]))
+    else:
+        raise SystemExit(f"unknown job {job!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

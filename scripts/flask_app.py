@@ -1,0 +1,53 @@
+"""A tiny Visivo-like API server with telemetry wired in by one line.
+
+`python scripts/flask_app.py --port 8001` serves on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from flask import Flask, abort, jsonify
+
+from visivo_telemetry import Telemetry
+from visivo_telemetry.integrations.flask import instrument
+
+VERSION = "1.4.0"
+PROJECTS = {1: "sales", 2: "marketing"}
+
+app = Flask(__name__)
+
+
+@app.get("/api/health")
+def health() -> object:
+    """Liveness probe."""
+    return jsonify(status="ok")
+
+
+@app.route("/api/projects/<int:project_id>/", methods=["GET", "DELETE"])
+def project(project_id: int) -> object:
+    """One project, or 404."""
+    if project_id not in PROJECTS:
+        abort(404)
+    return jsonify(id=project_id, name=PROJECTS[project_id])
+
+
+@app.get("/api/boom")
+def boom() -> object:
+    """A handler that fails, for 500s."""
+    raise RuntimeError("boom")
+
+
+telemetry = instrument(app, Telemetry(version=VERSION, long_running=True))
+
+
+def main() -> None:
+    """Serve on 127.0.0.1 with Flask's development server."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    app.run(host="127.0.0.1", port=args.port, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

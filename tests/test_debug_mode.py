@@ -1,0 +1,68 @@
+"""`VISIVO_TELEMETRY_DEBUG=1`: print the exact event, spool nothing, send nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from helpers import PYTHON, ROOT, clean_env, host_code, run_host, wait_for_senders_to_exit
+
+from sender.drain import Row, wire_json
+from visivo_telemetry.events import dumps
+
+
+def exactly_as_sent(item: dict) -> str:
+    """What the sender would put in the batch for this item, built by the sender's own code."""
+    row = Row(0, item["uuid"], item["event"], item["timestamp"], dumps(item["properties"]))
+    return wire_json(row)
+
+
+def assert_nothing_left_the_machine(home, collector) -> None:
+    assert wait_for_senders_to_exit(home) == []
+    time.sleep(0.5)
+    assert collector.stats()["requests"] == 0
+    assert not (home / ".visivo").exists(), "debug mode never creates the spool"
+
+
+def test_debug_prints_the_exact_event_and_neither_spools_nor_sends(home, project, collector):
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url, VISIVO_TELEMETRY_DEBUG="1")
+    result, _ = run_host(host_code("run", ["--token", "s3cret", "--threads", "4"]), env, project)
+
+    assert result.returncode == 0 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    item = json.loads(line)
+    assert line == exactly_as_sent(item)
+    assert item["event"] == "cli_command"
+    assert item["properties"]["command_args"] == ["--token", "<redacted>", "--threads", "<value>"]
+    assert "s3cret" not in result.stderr
+    assert_nothing_left_the_machine(home, collector)
+
+
+def test_debug_through_the_click_cli_adds_only_the_event_line(home, project, collector):
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url, VISIVO_TELEMETRY_DEBUG="1")
+    cli = [PYTHON, str(ROOT / "scripts" / "visivo_cli.py"), "compile"]
+    result = subprocess.run(cli, env=env, cwd=project, capture_output=True, text=True, timeout=30)
+
+    assert result.stdout == "compiled 14 objects\n"
+    [line] = result.stderr.splitlines()
+    assert json.loads(line)["properties"]["object_counts"]["charts"] == 4
+    assert line == exactly_as_sent(json.loads(line))
+    assert_nothing_left_the_machine(home, collector)
+
+
+@pytest.mark.parametrize(
+    "opt_out", [{"VISIVO_TELEMETRY_DISABLED": "1"}, {"DO_NOT_TRACK": "1"}, {"CONFIG": "off"}]
+)
+def test_debug_never_turns_on_opted_out_telemetry(home, project, collector, opt_out):
+    if opt_out.pop("CONFIG", None):
+        (home / ".visivo").mkdir()
+        (home / ".visivo" / "config.yml").write_text("telemetry_enabled: off\n")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url, VISIVO_TELEMETRY_DEBUG="1", **opt_out)
+    result, _ = run_host(host_code("run"), env, project)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert wait_for_senders_to_exit(home) == []
+    assert collector.stats()["requests"] == 0
+    assert not (home / ".visivo" / "telemetry.db").exists()

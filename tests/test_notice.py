@@ -1,0 +1,112 @@
+"""The first-run notice: once per machine, only to a person at a terminal, never when off."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+
+import pytest
+from helpers import PYTHON, ROOT, clean_env, wait_for_senders_to_exit
+
+HOST = """\
+import sys
+from visivo_telemetry import Telemetry
+notice = Telemetry(version="1.4.0", project_dir=".").notice()
+if notice:
+    sys.stderr.write(notice + "\\n")
+"""
+
+
+def run(argv: list[str], env: dict[str, str], cwd, tty: bool) -> tuple[int, str, str]:
+    """Run a host with stderr on a pseudo-terminal (as at a shell) or on a pipe (as in a script)."""
+    if not tty:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+        return done.returncode, done.stdout, done.stderr
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out.decode(), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def host(env, cwd, tty: bool = True) -> str:
+    code, _, err = run([PYTHON, "-c", HOST], env, cwd, tty)
+    assert code == 0
+    return err
+
+
+def test_the_notice_is_shown_once_per_machine(home, project):
+    config = home / ".visivo" / "config.yml"
+    config.parent.mkdir()
+    config.write_text("# mine\nposthog_api_key: phc_x  # keep\n")
+    env = clean_env(home)
+
+    first = host(env, project)
+    second = host(env, project)
+
+    assert "anonymous usage data" in first
+    assert "visivo-telemetry disable" in first and "VISIVO_TELEMETRY_DISABLED=1" in first
+    assert str(home / ".visivo" / "telemetry.db") in first
+    assert second == ""
+    assert config.read_text() == (
+        "# mine\nposthog_api_key: phc_x  # keep\ntelemetry_notice_shown: true\n"
+    )
+    assert wait_for_senders_to_exit(home) == []
+
+
+@pytest.mark.parametrize("ci", ["true", "1", "woodpecker"])
+def test_no_notice_in_ci_and_it_stays_due(home, project, ci):
+    assert host(clean_env(home, CI=ci), project) == ""
+    assert not (home / ".visivo").exists()
+    assert "anonymous usage data" in host(clean_env(home, CI="false"), project)
+
+
+def test_no_notice_without_a_terminal_and_it_stays_due(home, project):
+    assert host(clean_env(home), project, tty=False) == ""
+    assert not (home / ".visivo").exists()
+    assert "anonymous usage data" in host(clean_env(home), project)
+
+
+@pytest.mark.parametrize("how", ["env", "project", "global"])
+def test_no_notice_when_telemetry_is_off(home, project, how):
+    env = clean_env(home)
+    if how == "env":
+        env["VISIVO_TELEMETRY_DISABLED"] = "yes"
+    elif how == "project":
+        (project / "project.visivo.yml").write_text("defaults:\n  telemetry_enabled: false\n")
+    else:
+        (home / ".visivo").mkdir()
+        (home / ".visivo" / "config.yml").write_text("telemetry_enabled: false\n")
+    assert host(env, project) == ""
+    assert "telemetry_notice_shown" not in _config_text(home)
+
+
+def _config_text(home) -> str:
+    path = home / ".visivo" / "config.yml"
+    return path.read_text() if path.exists() else ""
+
+
+def test_the_click_cli_shows_the_notice_on_its_first_run_only(home, project):
+    argv = [PYTHON, str(ROOT / "scripts" / "visivo_cli.py"), "compile"]
+    env = clean_env(home)
+
+    code, out, first = run(argv, env, project, tty=True)
+    _, _, second = run(argv, env, project, tty=True)
+
+    assert (code, out) == (0, "compiled 14 objects\n")
+    assert first.startswith("Visivo collects anonymous usage data")
+    assert second == ""
+    assert wait_for_senders_to_exit(home) == []

@@ -1,0 +1,209 @@
+"""Record one `api_request` per request to a Flask app: `instrument(app, telemetry)`.
+
+The request thread only reads a clock and puts a tuple on a queue; a writer thread turns it
+into an event (route template, or the sanitized path of an unmatched request), spools it and
+starts the sender when a batch is ready or the interval has passed. At interpreter exit, and
+on a SIGTERM that would otherwise kill the process outright, the queue is drained into the
+spool before the process ends. Every request is recorded as one event: the allowlist has no
+count field, so identical requests are not coalesced.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+from flask import Flask, current_app, request
+
+from ..client import SERVER_SPAWN_INTERVAL_S, Telemetry
+from ..sanitize import sanitize_endpoint
+
+QUEUE_LIMIT = 10_000
+"""Requests waiting for the writer; beyond this (spool stuck) new ones are dropped, not held."""
+DRAIN_TIMEOUT_S = 5.0
+"""At shutdown, wait at most this long for the writer to spool what is queued."""
+_RULE_KEY = "visivo_telemetry.rule"
+_STOP = None
+
+
+def rule_template(rule: str) -> str:
+    """`/api/projects/<int:project_id>/` → `/api/projects/{project_id}/`.
+
+    A segment mixing text and variables (`report-<id>.pdf`) becomes one placeholder naming
+    its variables (`{id}`), so every segment is a route word or a placeholder.
+    """
+    segments = []
+    for segment in rule.split("/"):
+        names = [
+            part.split(">", 1)[0].rsplit(":", 1)[-1].strip() for part in segment.split("<")[1:]
+        ]
+        segments.append("{" + "-".join(names) + "}" if names else segment)
+    return "/".join(segments)
+
+
+def static_segments(app: Flask) -> frozenset[str]:
+    """The fixed words of the app's routes: the only words an unmatched path may keep."""
+    words: set[str] = set()
+    for rule in app.url_map.iter_rules():
+        words.update(s for s in rule.rule.split("/") if s and "<" not in s and ">" not in s)
+    return frozenset(words)
+
+
+class FlaskTelemetry:
+    """The writer thread and queue behind one instrumented app."""
+
+    def __init__(self, app: Flask, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_LIMIT)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._start_lock = threading.Lock()
+        self._known: frozenset[str] | None = None
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        """Called in the request thread: hand the request to the writer, never block."""
+        if self._pid != os.getpid():
+            self._start()
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            pass
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            # After a fork (pre-forking servers) the parent's thread does not exist here.
+            self._queue = queue.Queue(QUEUE_LIMIT)
+            self._thread = threading.Thread(
+                target=self._write, name="visivo-telemetry-writer", daemon=True
+            )
+            self._thread.start()
+            self._pid = os.getpid()
+
+    def _write(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=SERVER_SPAWN_INTERVAL_S)
+            except queue.Empty:
+                self.telemetry.maybe_start_sender()
+                continue
+            if item is _STOP:
+                return
+            try:
+                self._record(*item)
+            except Exception:
+                pass
+
+    def _record(
+        self, rule: str | None, path: str, method: str, status: int, duration_ms: float
+    ) -> None:
+        if rule is not None:
+            endpoint = rule_template(rule)
+        else:
+            endpoint = sanitize_endpoint(path, known_segments=self._known_segments())
+        self.telemetry.record_request(method, endpoint, status, duration_ms)
+
+    def _known_segments(self) -> frozenset[str]:
+        # Flask refuses new routes once it has served a request, so computing once is exact.
+        if self._known is None:
+            self._known = static_segments(self.app)
+        return self._known
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Spool everything queued, stop the writer, and start a sender for what waits."""
+        with self._start_lock:
+            thread, pending = self._thread, self._queue
+            if thread is None or self._pid != os.getpid():
+                return
+            self._thread, self._pid = None, 0
+        try:
+            pending.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return
+        thread.join(timeout)
+        self.telemetry.maybe_start_sender(force=True)
+
+
+def _wsgi_middleware(app: Flask, writer: FlaskTelemetry) -> None:
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        status = [500]
+
+        def recording_start_response(line: str, headers: Any, exc_info: Any = None) -> Any:
+            try:
+                status[0] = int(line[:3])
+            except ValueError:
+                pass
+            return start_response(line, headers, exc_info)
+
+        try:
+            return inner(environ, recording_start_response)
+        finally:
+            writer.submit(
+                (
+                    environ.get(_RULE_KEY),
+                    environ.get("PATH_INFO", "/"),
+                    environ.get("REQUEST_METHOD", "OTHER"),
+                    status[0],
+                    (time.perf_counter() - started) * 1000.0,
+                )
+            )
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+
+
+def _rule_for_another_method() -> Any:
+    """The rule a 405 request's path matched under one of its allowed methods."""
+    methods = getattr(request.routing_exception, "valid_methods", None)
+    if not methods:
+        return None
+    try:
+        adapter = current_app.create_url_adapter(request)
+        return adapter.match(method=sorted(methods)[0], return_rule=True)[0]
+    except Exception:
+        return None
+
+
+def _remember_rule(_error: BaseException | None = None) -> None:
+    rule = request.url_rule or _rule_for_another_method()
+    if rule is not None:
+        request.environ[_RULE_KEY] = rule.rule
+
+
+def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
+    """Spool the queue before a default SIGTERM ends the process; the exit stays the same."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        writer.drain()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+def instrument(app: Flask, telemetry: Telemetry) -> FlaskTelemetry:
+    """Record every request to `app` as an `api_request` event, off the request thread."""
+    telemetry.long_running = True
+    writer = FlaskTelemetry(app, telemetry)
+    if telemetry.enabled:
+        app.teardown_request(_remember_rule)
+        _wsgi_middleware(app, writer)
+        atexit.register(writer.drain)
+        _drain_on_sigterm(writer)
+    return writer

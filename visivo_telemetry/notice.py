@@ -1,0 +1,53 @@
+"""The first-run notice: tell a person at a terminal, once per machine, what is collected.
+
+Remembered as `telemetry_notice_shown: true` in `~/.visivo/config.yml`. Never shown in CI or
+when stderr is not a terminal (nobody would read it, and scripts parse stderr). When the answer
+cannot be remembered (unwritable home) it is not shown, rather than shown on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from .user_config import ConfigWriteError, read_flag, write_flag
+
+if TYPE_CHECKING:
+    from .client import Telemetry
+
+NOTICE_KEY = "telemetry_notice_shown"
+
+TEXT = """\
+Visivo collects anonymous usage data: command names, flag names (never their values),
+durations, success or the error's class name, and Visivo/Python/OS versions. No paths,
+values, project names, hostnames or user ids. Events wait in {spool} until sent.
+See what would be sent: `visivo-telemetry show`. Opt out: `visivo-telemetry disable`
+or VISIVO_TELEMETRY_DISABLED=1 (DO_NOT_TRACK=1 works too). This notice is shown once."""
+
+
+def in_ci(env: dict[str, str] | os._Environ[str] | None = None) -> bool:
+    """Whether we run under CI (`CI` set to anything but empty, `0` or `false`)."""
+    value = (os.environ if env is None else env).get("CI")
+    return value is not None and value.strip().lower() not in ("", "0", "false")
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def first_run_notice(telemetry: Telemetry) -> str | None:
+    """The notice text the first time on this machine at a terminal; None otherwise."""
+    paths = telemetry.paths
+    if not telemetry.enabled or paths is None or in_ci() or not _stderr_is_terminal():
+        return None
+    if read_flag(paths.config, NOTICE_KEY):
+        return None
+    try:
+        write_flag(paths.config, NOTICE_KEY, True)
+    except ConfigWriteError:
+        return None
+    return TEXT.format(spool=paths.db)
