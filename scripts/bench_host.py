@@ -38,12 +38,12 @@ def main_none(argv: list[str]) -> None:
 
 
 def main_visivo(argv: list[str]) -> None:
-    """visivo-telemetry: record to the spool, start the detached sender, exit."""
+    """visivo-telemetry wired the way Visivo does it: the click integration's one line."""
     from visivo_telemetry import Telemetry
+    from visivo_telemetry.integrations.click import instrument
 
-    telemetry = Telemetry(version=VERSION, project_dir=".")
-    with telemetry.command(argv[0] if argv else "", argv[1:]):
-        cli.main(args=argv, prog_name="visivo")
+    instrument(cli, Telemetry(version=VERSION, project_dir="."), show_notice=False)
+    cli.main(args=argv, prog_name="visivo")
 
 
 def main_posthog(argv: list[str]) -> None:

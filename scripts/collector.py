@@ -354,6 +354,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
     """Routes /batch and the /_control endpoints; HTTP/1.1 keep-alive throughout."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: CollectorServer
 
     def log_message(self, format: str, *args: Any) -> None:

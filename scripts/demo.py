@@ -29,9 +29,9 @@ _spec.loader.exec_module(collector_module)
 RUNS = [
     ["run", "--dag-filter", "+my_chart+", "--threads", "4", "--output-dir", "/home/user/output"],
     ["compile", "--working-dir", "./analytics"],
-    ["run", "--token=s3cr3t-t0ken", "--threads", "8"],
-    ["dbt", "build", "--target", "prod"],
-    ["fail"],
+    ["deploy", "--token=s3cr3t-t0ken", "--port", "8443"],
+    ["dbt", "build", "--select", "tag:finance", "--full-refresh"],
+    ["rnu", "--threads", "4"],
 ]
 
 

@@ -29,6 +29,12 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 3600.0
 RETRY_AFTER_MAX_S = 86_400.0
 AUTH_BACKOFF_S = 3600.0
+MAX_REQUESTS_PER_BATCH = 32
+"""Requests one claimed batch may cost while bisecting a 400/413 (one bad event in 100: ~14)."""
+SPLIT_STATUSES = {413: "dropped_too_large", 400: "dropped_rejected"}
+"""Answers that mean "something in this batch": split it; one event rejected alone is dropped."""
+CHECKPOINT_BUSY_MS = 50
+"""How long the final WAL checkpoint may hold hosts' writes back while it waits for readers."""
 
 
 class Row(NamedTuple):
@@ -46,6 +52,20 @@ class Outcome(NamedTuple):
     failed: int
     dropped: int
     stopped_because: str
+
+
+Failure = tuple[str, "float | None"]
+"""Why a send failed (`http_503`, `ConnectTimeout`…) and any `Retry-After`, in seconds."""
+
+
+class Split:
+    """One claimed batch being delivered, bisected on 400/413 to isolate the events at fault."""
+
+    def __init__(self, part: list[tuple[Row, str]]) -> None:
+        self.pending = [part]
+        self.accepted = 0
+        self.rejected: list[tuple[Row, int]] = []
+        self.requests = 0
 
 
 class Limits(NamedTuple):
@@ -176,11 +196,28 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
 
 
 def backoff_delay(failures: int, retry_after: float | None = None) -> float:
-    """Exponential from seconds to an hour with full-range jitter; `Retry-After` wins."""
+    """Exponential from 1-2 s up to an hour, jittered over its upper half; `Retry-After` wins."""
     if retry_after is not None:
         return retry_after
     ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(max(failures - 1, 0), 20))
     return ceiling / 2 + random.random() * ceiling / 2
+
+
+def failure_of(answer: Response) -> Failure:
+    """A failed answer as (error, Retry-After seconds); 401/403 wait an hour unless told."""
+    retry_after = retry_after_seconds(answer.retry_after)
+    if answer.status in (401, 403) and retry_after is None:
+        retry_after = AUTH_BACKOFF_S
+    return f"http_{answer.status}", retry_after
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Fold the WAL back into the database and truncate it, without holding writers for long."""
+    conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(spool.BUSY_TIMEOUT_S * 1000)}")
 
 
 class Drain:
@@ -215,69 +252,110 @@ class Drain:
         """Drain until empty, a failure, the deadline, or an opt-out (which purges)."""
         void_leases(self.conn)
         self.dropped += enforce_limits(self.conn, self.limits)
+        reason = self._loop()
+        if reason != "opted-out":
+            void_leases(self.conn)
+            checkpoint(self.conn)
+        return self._outcome(reason)
+
+    def _loop(self) -> str:
+        """Claim and send batch after batch; the reason it stopped."""
         while True:
             decision = config.decide(None, self.env)
             if not decision.enabled:
                 self.conn.close()
                 spool.purge(self.db_path)
-                return self._outcome("opted-out")
+                return "opted-out"
             settings = config.settings(self.env)
             if settings.host_error:
                 spool.set_state(self.conn, "last_error", "refused-host")
-                return self._outcome("refused-host")
+                return "refused-host"
             if self.respect_backoff and not spool.backoff_allows(self.conn):
-                return self._outcome("backoff")
+                return "backoff"
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                return self._outcome("deadline")
+                return "deadline"
             rows = claim(self.conn)
             if not rows:
-                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                return self._outcome("empty")
+                return "empty"
             if not self._deliver(rows, settings):
-                return self._outcome("failed")
+                return "failed"
             if self.progress is not None:
                 self.progress(self.sent, self.failed)
 
     def _deliver(self, rows: list[Row], settings: config.Settings) -> bool:
-        """Send rows; True to keep draining. Splits on 413 and 400 to isolate bad events."""
-        items: list[str] = []
-        valid: list[Row] = []
+        """Send one claimed batch; True to keep draining, False after a failure."""
+        valid = self._validated(rows)
+        if not valid:
+            return True
+        split = Split(valid)
+        failure: Failure | None = None
+        failed_part: list[tuple[Row, str]] = []
+        while split.pending and failure is None and split.requests < MAX_REQUESTS_PER_BATCH:
+            failed_part = split.pending.pop()
+            failure = self._post(failed_part, settings, split)
+        return self._conclude(split, failed_part if failure else [], failure)
+
+    def _validated(self, rows: list[Row]) -> list[tuple[Row, str]]:
+        """The rows that pass the allowlist again, with their wire JSON; the rest are dropped."""
+        valid: list[tuple[Row, str]] = []
         invalid: list[Row] = []
         for row in rows:
             item = wire_json(row)
-            (valid if item is not None else invalid).append(row)
-            if item is not None:
-                items.append(item)
+            if item is None:
+                invalid.append(row)
+            else:
+                valid.append((row, item))
         self._drop(invalid, "dropped_invalid")
-        if not valid:
-            return True
-        try:
-            answer = self.transport.post(settings.batch_url, batch_body(settings.api_key, items))
-        except TransportError as error:
-            self._fail(valid, str(error) or "TransportError", None)
-            return False
-        return self._handle(valid, answer, settings)
+        return valid
 
-    def _handle(self, rows: list[Row], answer: Response, settings: config.Settings) -> bool:
-        status = answer.status
-        if 200 <= status < 300:
+    def _post(
+        self, part: list[tuple[Row, str]], settings: config.Settings, split: Split
+    ) -> Failure | None:
+        """POST one part: delete it on 2xx, bisect it on 400/413; the failure otherwise."""
+        split.requests += 1
+        body = batch_body(settings.api_key, [item for _, item in part])
+        try:
+            answer = self.transport.post(settings.batch_url, body)
+        except TransportError as error:
+            return str(error) or "TransportError", None
+        rows = [row for row, _ in part]
+        if 200 <= answer.status < 300:
             self._delete(rows)
             self.sent += len(rows)
-            spool.set_state(self.conn, "last_success_at", iso_utc())
-            spool.set_state(self.conn, "failures", 0)
-            spool.set_state(self.conn, "next_attempt_at", None)
+            split.accepted += len(rows)
+            return None
+        if answer.status not in SPLIT_STATUSES:
+            return failure_of(answer)
+        if len(part) == 1:
+            split.rejected.append((rows[0], answer.status))
+        else:
+            half = len(part) // 2
+            split.pending += [part[half:], part[:half]]
+        return None
+
+    def _conclude(
+        self, split: Split, failed_part: list[tuple[Row, str]], failure: Failure | None
+    ) -> bool:
+        """Drop events rejected alone only if the receiver took others; else keep and back off."""
+        kept = [row for row, _ in split.rejected]
+        if split.accepted:
+            self._record_success()
+            for status, counter in SPLIT_STATUSES.items():
+                self._drop([row for row, why in split.rejected if why == status], counter)
+            kept = []
+        elif kept and failure is None:
+            failure = (f"http_{split.rejected[0][1]}", None)
+        if failure is None and split.pending:
+            failure = ("split-budget", None)
+        if failure is None:
             return True
-        if status in (400, 413):
-            if len(rows) == 1:
-                self._drop(rows, "dropped_rejected")
-                return True
-            half = len(rows) // 2
-            return self._deliver(rows[:half], settings) and self._deliver(rows[half:], settings)
-        retry_after = retry_after_seconds(answer.retry_after)
-        if status in (401, 403) and retry_after is None:
-            retry_after = AUTH_BACKOFF_S
-        self._fail(rows, f"http_{status}", retry_after)
+        self._fail([row for row, _ in failed_part] + kept, *failure)
         return False
+
+    def _record_success(self) -> None:
+        spool.set_state(self.conn, "last_success_at", iso_utc())
+        spool.set_state(self.conn, "failures", 0)
+        spool.set_state(self.conn, "next_attempt_at", None)
 
     def _delete(self, rows: list[Row]) -> None:
         self.conn.execute(
@@ -293,15 +371,15 @@ class Drain:
     def _fail(self, rows: list[Row], error: str, retry_after: float | None) -> None:
         """Keep the rows for later, count the attempt, persist when to try again."""
         self.failed += len(rows)
-        failures = int(spool.get_state(self.conn, "failures") or 0) + 1
-        delay = backoff_delay(failures, retry_after)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            failures = int(spool.get_state(self.conn, "failures") or 0) + 1
             self.conn.execute(
                 "UPDATE events SET attempts = attempts + 1, leased_until = NULL "
                 f"WHERE id IN ({_placeholders(len(rows))})",
                 [r.id for r in rows],
             )
+            delay = backoff_delay(failures, retry_after)
             spool.set_state(self.conn, "failures", failures)
             spool.set_state(self.conn, "last_error", error)
             spool.set_state(self.conn, "last_error_at", iso_utc())

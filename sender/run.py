@@ -14,6 +14,7 @@ from collections.abc import Callable
 from filelock import FileLock, Timeout
 
 from visivo_telemetry import config, spool
+from visivo_telemetry.spawn import SENDER_NICENESS
 
 from .drain import Drain, Outcome
 from .transport import HttpxTransport, Transport
@@ -23,20 +24,53 @@ LIFETIME_S = 30
 DRAIN_BUDGET_S = 25.0
 """Soft deadline: stop claiming new batches well before the hard cap kills us."""
 MAX_HANDOFFS = 10
+LINGER_S = 0.5
+"""A detached sender waits this long for more events before it lets go of the lock: commands
+run back to back (scripts, Makefiles) then share one sender instead of starting one each."""
+POLL_S = 0.05
 
 
 def _waiting(db_path: str) -> bool:
-    """Whether unleased events wait in the spool (read-only; never creates the file)."""
+    """Whether unleased events wait in the spool (never creates the file).
+
+    When in doubt, yes: a needless second look costs one empty claim, a wrong "no" could
+    strand the event of a host that saw us alive and so started no sender of its own.
+    """
     if not os.path.exists(db_path):
         return False
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+        conn = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, timeout=spool.BUSY_TIMEOUT_S)
         try:
             return spool.has_unleased(conn)
         finally:
             conn.close()
     except sqlite3.Error:
-        return False
+        return True
+
+
+def _drain_locked(db_path: str, make_drain: Callable[[sqlite3.Connection], Drain]) -> Outcome:
+    """One drain under the lock; a spool found corrupt while draining is moved aside."""
+    conn = spool.connect(db_path)
+    try:
+        return make_drain(conn).run()
+    except sqlite3.DatabaseError as error:
+        if not spool.is_corruption(error):
+            raise
+        conn.close()
+        spool.move_aside(db_path)
+        return Outcome(0, 0, 0, "corrupt")
+    finally:
+        conn.close()
+
+
+def _add(before: Outcome, after: Outcome) -> Outcome:
+    """Two drains' counts together, stopped for the later one's reason."""
+    return Outcome(
+        before.sent + after.sent,
+        before.failed + after.failed,
+        before.dropped + after.dropped,
+        after.stopped_because,
+    )
 
 
 def deliver(
@@ -46,6 +80,7 @@ def deliver(
     budget_s: float = DRAIN_BUDGET_S,
     transport: Transport | None = None,
     progress: Callable[[int, int], None] | None = None,
+    linger_s: float = 0.0,
 ) -> Outcome | None:
     """Drain the spool as the only sender; None when another sender holds the lock.
 
@@ -69,27 +104,30 @@ def deliver(
                 lock.acquire()
             except Timeout:
                 return None if total == Outcome(0, 0, 0, "empty") else total
+
+            def make_drain(conn: sqlite3.Connection) -> Drain:
+                return Drain(
+                    conn,
+                    transport,
+                    where.db,
+                    respect_backoff=respect_backoff,
+                    deadline=deadline,
+                    progress=progress,
+                )
+
             try:
-                conn = spool.connect(where.db)
-                try:
-                    outcome = Drain(
-                        conn,
-                        transport,
-                        where.db,
-                        respect_backoff=respect_backoff,
-                        deadline=deadline,
-                        progress=progress,
-                    ).run()
-                finally:
-                    conn.close()
+                outcome = _drain_locked(where.db, make_drain)
+                quiet_until = time.monotonic() + linger_s
+                while outcome.stopped_because == "empty" and time.monotonic() < min(
+                    quiet_until, deadline
+                ):
+                    time.sleep(POLL_S)
+                    if _waiting(where.db):
+                        outcome = _add(outcome, _drain_locked(where.db, make_drain))
+                        quiet_until = time.monotonic() + linger_s
             finally:
                 lock.release()
-            total = Outcome(
-                total.sent + outcome.sent,
-                total.failed + outcome.failed,
-                total.dropped + outcome.dropped,
-                outcome.stopped_because,
-            )
+            total = _add(total, outcome)
             if outcome.stopped_because != "empty" or not _waiting(where.db):
                 return total
             lock_timeout = 0.0
@@ -100,14 +138,16 @@ def deliver(
 
 
 def _lower_priority() -> None:
-    """Yield the CPU to the user's next command: SCHED_IDLE where there is one, else nice."""
+    """Yield the CPU to the user's next command, but never starve (hosts lower it too).
+
+    Not SCHED_IDLE: on a busy machine an idle-class process may not run for minutes, so it
+    could neither honour its lifetime cap nor release a SQLite lock that hosts wait on.
+    """
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(current, SENDER_NICENESS))
     except (AttributeError, OSError):
-        try:
-            os.nice(10)
-        except (AttributeError, OSError):
-            pass
+        pass
 
 
 def _arm_lifetime_cap() -> None:
@@ -127,6 +167,6 @@ def main() -> None:
     _arm_lifetime_cap()
     _lower_priority()
     try:
-        deliver()
+        deliver(linger_s=LINGER_S)
     except BaseException:
         pass

@@ -121,7 +121,9 @@ def sender_pids(home: Path) -> list[int]:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        if b"sender" not in cmdline or wanted not in environ.split(b"\0"):
+        args = cmdline.split(b"\0")
+        is_sender = b"sender" in args or any(b"run_module('sender'" in a for a in args)
+        if not is_sender or wanted not in environ.split(b"\0"):
             continue
         if "State:\tZ" in status:
             continue

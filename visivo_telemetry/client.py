@@ -27,6 +27,21 @@ SERVER_BATCH_READY = 100
 SERVER_SPAWN_INTERVAL_S = 60.0
 """…or once this long has passed since it last started one, whichever comes first."""
 
+_SPOOL_LOCK = _thread.allocate_lock()
+"""Held around every SQLite call, and taken before `fork()`: a child forked while another
+thread was inside SQLite would inherit SQLite's internal mutexes held, and hang."""
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_SPOOL_LOCK.acquire,
+        after_in_parent=_SPOOL_LOCK.release,
+        after_in_child=_SPOOL_LOCK.release,
+    )
+
+_INHERITED: list[Any] = []
+"""Connections a forked child inherited: parked, never used or closed, because closing one in
+the child could disturb the parent's WAL (SQLite forbids using a connection across fork)."""
+
 _current: contextvars.ContextVar[CommandRecorder | None] = contextvars.ContextVar(
     "visivo_telemetry_command", default=None
 )
@@ -97,9 +112,8 @@ class Telemetry:
     ) -> None:
         self.version = str(version)
         self.long_running = long_running
-        self._lock = _thread.allocate_lock()
+        self._pid = os.getpid()
         self._conn: Any = None
-        self._conn_pid = 0
         self._spawned = False
         self._children: list[int] = []
         self._since_spawn = 0
@@ -189,14 +203,26 @@ class Telemetry:
         except Exception:
             pass
 
+    def _adopt_fork(self) -> None:
+        """In a forked child: the parent's connection parked, a sender of our own to start."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+        self._conn = None
+        self._spawned = False
+        self._children = []
+
     def _record(self, name: str, props: dict[str, Any]) -> None:
+        self._adopt_fork()
         event = events.build(name, self.version, props)
         if event is None:
             return
         if self.debug:
             self._print_debug(event)
             return
-        with self._lock:
+        with _SPOOL_LOCK:
             conn = self._connection()
             if conn is not None:
                 spool.append(conn, event)
@@ -210,21 +236,20 @@ class Telemetry:
             pass
 
     def _connection(self) -> Any:
-        """This process's spool connection; a connection is never reused across a fork."""
-        if self._conn is not None and self._conn_pid == os.getpid():
+        """This process's spool connection (`_adopt_fork` parks a parent's after a fork)."""
+        if self._conn is not None:
             return self._conn
-        self._conn = None
         if self.paths is None:
             return None
         try:
             self._conn = spool.connect(self.paths.db)
-            self._conn_pid = os.getpid()
         except Exception:
             self._conn = None
         return self._conn
 
     def finish(self) -> None:
         """End of a CLI command: start the sender if events wait (at most once per process)."""
+        self._adopt_fork()
         if self._spawned or not self.enabled or self.debug:
             return
         try:
@@ -242,9 +267,8 @@ class Telemetry:
         if not (force or due):
             return
         try:
+            self._adopt_fork()
             self._children = reap(self._children)
-            if self._children:
-                return
             self._spawned = False
             self._start_sender_if_needed(respect_backoff=False)
         except Exception:
@@ -253,7 +277,7 @@ class Telemetry:
     def _start_sender_if_needed(self, respect_backoff: bool) -> None:
         if self.paths is None:
             return
-        with self._lock:
+        with _SPOOL_LOCK:
             conn = self._connection()
             if conn is None or not spool.has_unleased(conn):
                 return
@@ -272,8 +296,9 @@ class Telemetry:
 
     def close(self) -> None:
         """Close the spool connection (long-running hosts at shutdown)."""
-        with self._lock:
-            if self._conn is not None and self._conn_pid == os.getpid():
+        self._adopt_fork()
+        with _SPOOL_LOCK:
+            if self._conn is not None:
                 try:
                     self._conn.close()
                 except Exception:

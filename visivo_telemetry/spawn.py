@@ -61,7 +61,7 @@ def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
     try:
         if hasattr(os, "posix_spawn"):
             devnull = os.devnull
-            return os.posix_spawn(
+            pid = os.posix_spawn(
                 argv[0],
                 argv,
                 env,
@@ -72,9 +72,38 @@ def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
                 ],
                 setsid=True,
             )
+            yield_cpu(pid)
+            return pid
         return _spawn_with_subprocess(argv, env)
     except Exception:
         return None
+
+
+SENDER_NICENESS = 10
+"""Low enough to yield the CPU to the user's next command, high enough never to starve: an
+idle-class sender on a busy machine could hold a SQLite lock that hosts wait on."""
+
+
+def yield_cpu(pid: int) -> None:
+    """Lower the new sender's priority at once, so even its imports yield to the user.
+
+    On Linux the new session is also a new scheduling autogroup, which would compete with the
+    user's terminal as an equal whatever its tasks' niceness, so the autogroup is lowered too.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, SENDER_NICENESS)
+    except (AttributeError, OSError):
+        pass
+    try:
+        fd = os.open(f"/proc/{pid}/autogroup", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, str(SENDER_NICENESS).encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _spawn_with_subprocess(argv: list[str], env: dict[str, str]) -> int | None:

@@ -63,7 +63,8 @@ def _ensure_private_file(path: str) -> None:
         raise UnsafeSpool(path)
 
 
-def _move_aside(path: str) -> None:
+def move_aside(path: str) -> None:
+    """Rename a corrupt spool to `telemetry.db.corrupt-<time>` and drop its WAL files."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     try:
         os.replace(path, f"{path}.corrupt-{stamp}")
@@ -96,13 +97,14 @@ def connect(path: str) -> sqlite3.Connection:
             return conn
         except sqlite3.DatabaseError as error:
             conn.close()
-            if attempt == 2 or not _is_corruption(error):
+            if attempt == 2 or not is_corruption(error):
                 raise
-            _move_aside(path)
+            move_aside(path)
     raise AssertionError("unreachable")
 
 
-def _is_corruption(error: sqlite3.DatabaseError) -> bool:
+def is_corruption(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged (never a full disk, a lock or a permission)."""
     message = str(error).lower()
     return "not a database" in message or "malformed" in message or "corrupt" in message
 

@@ -1,0 +1,114 @@
+"""Many writers and a draining sender share one spool: nothing lost, nothing locked, no race."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import time
+
+from filelock import FileLock
+from helpers import PYTHON, host_code, run_host, sender_pids, spool_rows, wait_for_senders_to_exit
+from reliability_support import spool_count, start_sender
+
+from sender import run
+from visivo_telemetry import config
+
+WRITERS = 8
+EVENTS_EACH = 500
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from visivo_telemetry import Telemetry
+    t = Telemetry(version="1.4.0", project_dir=".")
+    w = sys.argv[1]
+    for i in range({events}):
+        t.record_command("run", ["--w" + w, "--i" + str(i)], 1.0)
+    t.finish()
+    """
+).format(events=EVENTS_EACH)
+
+
+def test_eight_writers_and_a_draining_sender_lose_nothing_and_never_see_a_lock(
+    env, home, project, collector
+):
+    writers = [
+        subprocess.Popen(
+            [PYTHON, "-c", WRITER, str(w)],
+            env=env,
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(WRITERS)
+    ]
+    sender = start_sender(env)
+    delivered_while_writing = 0
+    while any(w.poll() is None for w in writers):
+        if sender.poll() is not None:
+            sender = start_sender(env)
+        delivered_while_writing = collector.stats()["events"]
+        time.sleep(0.05)
+    sender.wait(timeout=60)
+    outputs = [w.communicate() for w in writers]
+
+    assert [w.returncode for w in writers] == [0] * WRITERS
+    assert outputs == [("", "")] * WRITERS, "telemetry printed something in a host"
+    assert delivered_while_writing > 0, "no sender drained while the writers wrote"
+    total = WRITERS * EVENTS_EACH
+    received = collector.wait_for_events(total, timeout=60)
+    assert wait_for_senders_to_exit(home) == []
+    pairs = {tuple(e["properties"]["command_args"]) for e in received}
+    assert len(received) == total and len(pairs) == total
+    assert spool_count(home) == 0
+
+
+def test_an_event_recorded_during_the_hand_off_is_never_stranded(env, home, project, collector):
+    """The hand-off: a sender drained, is about to release its lock; a host records now.
+
+    The host commits its row, sees the lock held and starts no sender. The sender must find
+    the row after releasing the lock. Deterministic: the host runs inside the sender's last
+    moment under the lock (an instrumented `Drain.run` that has just found the spool empty).
+    """
+    run_host(host_code("run", ["--first", "1"]), env, cwd=project)
+    assert len(collector.wait_for_events(1)) == 1
+    assert wait_for_senders_to_exit(home) == []
+    original = run.Drain.run
+    late: list[subprocess.CompletedProcess] = []
+
+    def run_then_a_host_records(self: run.Drain) -> run.Outcome:
+        outcome = original(self)
+        if not late:
+            result, _ = run_host(host_code("run", ["--late", "1"]), env, cwd=project)
+            late.append(result)
+            assert sender_pids(home) == [], "the host started a sender while the lock was held"
+            assert len(spool_rows(home)) == 1
+        return outcome
+
+    run.Drain.run = run_then_a_host_records
+    try:
+        outcome = run.deliver(respect_backoff=False)
+    finally:
+        run.Drain.run = original
+    assert late and late[0].returncode == 0
+    assert outcome is not None and outcome.sent == 1
+    assert spool_rows(home) == []
+    flags = sorted(e["properties"]["command_args"][0] for e in collector.events())
+    assert flags == ["--first", "--late"]
+
+
+def test_a_host_sees_a_held_lock_as_a_live_sender(env, home, project, collector):
+    """The other side of the hand-off: while the lock is held, a host spawns nothing."""
+    where = config.paths()
+    assert where is not None
+    where_dir = home / ".visivo"
+    where_dir.mkdir(mode=0o700, exist_ok=True)
+    with FileLock(where.lock):
+        run_host(host_code("run", ["--held", "1"]), env, cwd=project)
+        time.sleep(0.3)
+        assert sender_pids(home) == []
+        assert collector.requests() == []
+    assert len(spool_rows(home)) == 1
+    assert run.deliver(respect_backoff=False) is not None
+    assert [e["properties"]["command_args"][0] for e in collector.events()] == ["--held"]

@@ -1,0 +1,148 @@
+"""Servers record from many threads and from pre-forked workers; every event arrives."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+
+from helpers import run_host, spool_path, wait_for_senders_to_exit
+from reliability_support import spool_count
+
+THREADS = 8
+EACH = 50
+
+MANY_THREADS = textwrap.dedent(
+    f"""
+    import threading
+    from visivo_telemetry import Telemetry
+    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+
+    def serve(n):
+        for i in range({EACH}):
+            t.request("GET", "/api/charts/", 200, 1.0)
+            t.record_command("run", ["--t" + str(n), "--i" + str(i)], 1.0)
+
+    threads = [threading.Thread(target=serve, args=(n,)) for n in range({THREADS})]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    t.maybe_start_sender(force=True)
+    """
+)
+
+PRE_FORK = textwrap.dedent(
+    """
+    import os
+    from visivo_telemetry import Telemetry
+    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+    with t.command("run", ["--parent-before"]):
+        pass
+    workers = []
+    for w in range(3):
+        pid = os.fork()
+        if pid == 0:
+            for i in range(20):
+                t.record_command("run", ["--w" + str(w), "--i" + str(i)], 1.0)
+            t.maybe_start_sender(force=True)
+            os._exit(0)
+        workers.append(pid)
+    for pid in workers:
+        assert os.waitpid(pid, 0)[1] == 0
+    t.record_command("run", ["--parent-after"], 1.0)
+    t.maybe_start_sender(force=True)
+    """
+)
+
+
+def commands(collector) -> list[tuple[str, ...]]:
+    return [tuple(e["properties"].get("command_args", ())) for e in collector.events()]
+
+
+def test_many_threads_of_one_server_record_every_event(env, home, project, collector):
+    result, _ = run_host(MANY_THREADS, env, cwd=project)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    total = 2 * THREADS * EACH
+    received = collector.wait_for_events(total, timeout=30)
+    assert wait_for_senders_to_exit(home) == []
+    assert len(received) == total
+    assert len({c for c in commands(collector) if c and c[0].startswith("--t")}) == THREADS * EACH
+    assert spool_count(home) == 0
+
+
+def test_pre_forked_workers_record_without_sharing_a_connection(env, home, project, collector):
+    result, _ = run_host(PRE_FORK, env, cwd=project, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    received = collector.wait_for_events(62, timeout=30)
+    assert wait_for_senders_to_exit(home) == []
+    got = set(commands(collector))
+    expected = {("--parent-before",), ("--parent-after",)}
+    expected |= {(f"--w{w}", f"--i{i}") for w in range(3) for i in range(20)}
+    assert got == expected and len(received) == 62
+    sessions = {e["properties"]["session_id"] for e in received}
+    assert len(sessions) == 4, "each worker is its own session"
+    check = sqlite3.connect(spool_path(home)).execute("PRAGMA integrity_check").fetchone()
+    assert check == ("ok",)
+
+
+CLI_FORK = textwrap.dedent(
+    """
+    import os
+    from visivo_telemetry import Telemetry
+    t = Telemetry(version="1.4.0", project_dir=".")
+    with t.command("run", ["--parent"]):
+        pass
+    pid = os.fork()
+    if pid == 0:
+        with t.command("run", ["--child"]):
+            pass
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    """
+)
+
+FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
+    """
+    import os, signal, threading
+    from visivo_telemetry import Telemetry
+    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            t.record_command("run", ["--busy"], 1.0)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    hung = 0
+    for _ in range(10):
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(2)
+            t.record_command("run", ["--child"], 1.0)
+            os._exit(0)
+        hung += os.waitpid(pid, 0)[1] != 0
+        if hung:
+            break
+    stop.set()
+    thread.join()
+    print(hung)
+    """
+)
+
+
+def test_a_child_forked_after_its_parent_recorded_delivers_its_own_event(
+    env, home, project, collector
+):
+    result, _ = run_host(CLI_FORK, env, cwd=project, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    collector.wait_for_events(2, timeout=15)
+    assert wait_for_senders_to_exit(home) == []
+    assert sorted(commands(collector)) == [("--child",), ("--parent",)]
+
+
+def test_a_fork_while_another_thread_records_never_hangs_the_child(env, home, project):
+    result, _ = run_host(FORK_WHILE_A_THREAD_RECORDS, env, cwd=project, timeout=60)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.strip() == "0", "a forked child hung on a lock held by a parent thread"
+    assert wait_for_senders_to_exit(home) == []
