@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import clean_env, host_code, run_host, sender_pids, spool_rows
 from privacy_support import files_under, global_config, project_config, write_text
+from reliability_support import as_ordinary_user
 
 from visivo_telemetry import Telemetry, config
 
@@ -191,11 +194,20 @@ def test_a_directory_or_fifo_in_place_of_a_config_file_means_off(tmp_path, where
     assert config.decide(project, env={"HOME": str(home)}).decided_by == where
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_config_file_means_off(tmp_path):
     write_text(global_config(tmp_path), "telemetry_enabled: true\n").chmod(0)
+    code = "from visivo_telemetry import config; print(config.decide(None).decided_by)"
 
-    assert config.decide(None, env={"HOME": str(tmp_path)}).decided_by == "global"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=as_ordinary_user,  # root would read the file regardless of its mode
+    )
+
+    assert (result.returncode, result.stdout.strip()) == (0, "global"), result.stderr
 
 
 def test_the_host_reports_which_source_decided(home, project):
