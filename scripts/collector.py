@@ -225,6 +225,7 @@ class Store:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
         self._db = sqlite_utils.Database(self._conn)
         self._db.enable_wal()  # lets tests read while the server writes
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # a test receiver need not fsync
         self._db["events"].create(
             {
                 "uuid": str,

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 from visivo_telemetry import config, schema, spool
-from visivo_telemetry.events import dumps, iso_utc
+from visivo_telemetry.events import dumps, iso_utc, wire_item
 
 from .transport import Response, Transport, TransportError
 
@@ -150,15 +150,12 @@ def wire_json(row: Row) -> str | None:
         return None
     if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
         return None
-    head = dumps(
-        {
-            "event": row.event,
-            "uuid": row.uuid,
-            "timestamp": row.created_at,
-            "distinct_id": properties["session_id"],
-        }
-    )
-    return f'{head[:-1]},"properties":{row.properties}}}'
+    # Re-encoded, never spliced: what leaves is exactly what was validated, even for a
+    # tampered row whose text holds duplicate keys that json.loads would have hidden.
+    return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
+
+
+_UUID_CHARS = frozenset("0123456789abcdef-")
 
 
 def _is_uuid(value: str) -> bool:
@@ -166,7 +163,7 @@ def _is_uuid(value: str) -> bool:
         isinstance(value, str)
         and len(value) == 36
         and value.count("-") == 4
-        and all(c in "0123456789abcdef-" for c in value)
+        and _UUID_CHARS.issuperset(value)
     )
 
 

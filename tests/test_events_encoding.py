@@ -1,4 +1,7 @@
-"""The spooled JSON is exactly what the standard library would write, byte for byte."""
+"""The spooled JSON is exactly what the standard library would write, byte for byte.
+
+Hosts that have not imported `json` encode with `_encode`; the rest with `json` itself.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from visivo_telemetry.events import dumps
+from visivo_telemetry.events import _encode, dumps
 
 json_values = st.recursive(
     st.none()
@@ -28,6 +31,7 @@ json_values = st.recursive(
 @given(json_values)
 def test_the_encoder_writes_what_json_dumps_writes(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    assert _encode(value) == expected
     assert dumps(value) == expected
 
 
@@ -36,4 +40,4 @@ def test_the_encoder_refuses_what_json_refuses(bad):
     with pytest.raises((ValueError, TypeError)):
         json.dumps(bad, allow_nan=False)
     with pytest.raises((ValueError, TypeError)):
-        dumps(bad)
+        _encode(bad)

@@ -126,14 +126,15 @@ def dumps(value: Any) -> str:
     """Compact, deterministic JSON: the exact bytes that are spooled, printed and sent.
 
     Byte-for-byte `json.dumps(value, separators=(",", ":"), ensure_ascii=True,
-    allow_nan=False)` for the types events hold, without importing `json`, which pulls in
-    `re`, `enum` and friends: milliseconds in a cold CLI process.
+    allow_nan=False)` for the types events hold. Where `json` is already loaded (the sender,
+    most hosts) its C encoder does the work; otherwise a few lines of ours spare a cold CLI
+    process the import of `json`, which pulls in `re`, `enum` and friends.
     """
-    if _quote is None:
-        import json
+    if "json" not in sys.modules and _quote is not None:
+        return _encode(value)
+    import json
 
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return _encode(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 try:

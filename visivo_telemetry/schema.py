@@ -42,6 +42,7 @@ _VERSION_CHARS = NAME_CHARS | frozenset(".+")
 _COMMAND_CHARS = NAME_CHARS | frozenset(" .:")
 _ROUTE_VARIABLE_CHARS = NAME_CHARS | frozenset(":(),=.'\" ")
 _LOWER_HEX = frozenset("0123456789abcdef")
+_SEGMENT_CHARS = NAME_CHARS | frozenset(".")
 
 
 class Field(Record):
@@ -114,6 +115,9 @@ def required_keys(event: str) -> frozenset[str]:
     return frozenset((*(k for k, f in fields if f.required), *POSTHOG_FIELDS, LIB_VERSION_KEY))
 
 
+_KEYS = {event: (required_keys(event), allowed_keys(event)) for event in EVENT_FIELDS}
+
+
 def is_flag_name(token: str) -> bool:
     """`--` and a plausible option name: a letter, then letters, digits, `-`, `_`."""
     body = token[2:]
@@ -121,7 +125,7 @@ def is_flag_name(token: str) -> bool:
         token.startswith("--")
         and 0 < len(body) <= MAX_FLAG_NAME
         and body[0] in LETTERS
-        and all(c in NAME_CHARS for c in body)
+        and NAME_CHARS.issuperset(body)
     )
 
 
@@ -149,15 +153,15 @@ def is_clean_arg(arg: object) -> bool:
 
 def is_clean_segment(segment: str) -> bool:
     """A URL path segment that is a route word, a placeholder or a route variable."""
-    if all(c in NAME_CHARS or c == "." for c in segment):
+    if _SEGMENT_CHARS.issuperset(segment):
         return True
     if segment in ENDPOINT_PLACEHOLDERS:
         return True
     inner = segment[1:-1]
     if segment[:1] + segment[-1:] == "{}":
-        return bool(inner) and all(c in NAME_CHARS for c in inner)
+        return bool(inner) and NAME_CHARS.issuperset(inner)
     if segment[:1] + segment[-1:] == "<>":
-        return bool(inner) and all(c in _ROUTE_VARIABLE_CHARS for c in inner)
+        return bool(inner) and _ROUTE_VARIABLE_CHARS.issuperset(inner)
     return False
 
 
@@ -177,7 +181,7 @@ def _is_text(value: object, limit: int = MAX_TEXT) -> bool:
 
 
 def _is_word(value: object, chars: frozenset[str], limit: int) -> bool:
-    return _is_text(value, limit) and all(c in chars for c in value)
+    return _is_text(value, limit) and chars.issuperset(value)
 
 
 def _is_int(value: object) -> bool:
@@ -195,7 +199,7 @@ def _is_uuid4(value: object) -> bool:
         isinstance(value, str)
         and len(value) == 36
         and [len(part) for part in value.split("-")] == [8, 4, 4, 4, 12]
-        and all(c in _LOWER_HEX for c in value.replace("-", ""))
+        and _LOWER_HEX.issuperset(value.replace("-", ""))
         and value[14] == "4"
     )
 
@@ -241,8 +245,29 @@ _CHECKS = {
 }
 
 
+_VERDICTS: dict[tuple[str, object], bool] = {}
+"""Verdicts on text values, which repeat across events (metadata, flags): a sender draining
+thousands of events checks each distinct value once. Bounded; cleared when full."""
+_MAX_VERDICTS = 4096
+
+
 def check_property(key: str, value: object) -> bool:
     """True when `value` is an allowed value for property `key` (PostHog controls included)."""
+    if type(value) is str:
+        memo_key: tuple[str, object] = (key, value)
+    elif type(value) is list and all(type(item) is str for item in value):
+        memo_key = (key, tuple(value))
+    else:
+        return _check_property(key, value)
+    verdict = _VERDICTS.get(memo_key)
+    if verdict is None:
+        if len(_VERDICTS) >= _MAX_VERDICTS:
+            _VERDICTS.clear()
+        verdict = _VERDICTS[memo_key] = _check_property(key, value)
+    return verdict
+
+
+def _check_property(key: str, value: object) -> bool:
     if key in POSTHOG_FIELDS:
         expected = POSTHOG_FIELDS[key]
         return type(value) is type(expected) and value == expected
@@ -254,8 +279,9 @@ def is_valid(event: str, properties: object) -> bool:
     """True when an event carries exactly allowed keys, every required one, each well-typed."""
     if event not in EVENT_FIELDS or not isinstance(properties, dict):
         return False
+    required, allowed = _KEYS[event]
     keys = properties.keys()
-    if not required_keys(event) <= keys <= allowed_keys(event):
+    if not required <= keys <= allowed:
         return False
     return all(check_property(k, v) for k, v in properties.items())
 
