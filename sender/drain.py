@@ -12,6 +12,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
@@ -241,15 +242,21 @@ class Drain:
         self.progress = progress
         self.env = env
         self.sent = self.failed = self.dropped = 0
+        self._poster: ThreadPoolExecutor | None = None
 
     def _outcome(self, reason: str) -> Outcome:
         return Outcome(self.sent, self.failed, self.dropped, reason)
 
     def run(self) -> Outcome:
         """Drain until empty, a failure, the deadline, or an opt-out (which purges)."""
+        spool.set_state(self.conn, "sender_started_at", f"{time.time():.6f}")
         void_leases(self.conn)
         self.dropped += enforce_limits(self.conn, self.limits)
-        reason = self._loop()
+        try:
+            reason = self._loop()
+        finally:
+            if self._poster is not None:
+                self._poster.shutdown(wait=True)
         if reason != "opted-out":
             void_leases(self.conn)
             checkpoint(self.conn)
@@ -257,6 +264,7 @@ class Drain:
 
     def _loop(self) -> str:
         """Claim and send batch after batch; the reason it stopped."""
+        ahead: list[tuple[Row, str]] | None = None
         while True:
             decision = config.decide(None, self.env)
             if not decision.enabled:
@@ -271,25 +279,47 @@ class Drain:
                 return "backoff"
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return "deadline"
-            rows = claim(self.conn)
-            if not rows:
+            valid = self._claim_valid() if ahead is None else ahead
+            if valid is None:
                 return "empty"
-            if not self._deliver(rows, settings):
+            if not valid:
+                ahead = None
+                continue
+            answer = self._post_in_background(settings, valid)
+            ahead = self._claim_valid()
+            if not self._deliver(valid, settings, answer):
                 return "failed"
             if self.progress is not None:
                 self.progress(self.sent, self.failed)
 
-    def _deliver(self, rows: list[Row], settings: config.Settings) -> bool:
-        """Send one claimed batch; True to keep draining, False after a failure."""
-        valid = self._validated(rows)
-        if not valid:
-            return True
+    def _claim_valid(self) -> list[tuple[Row, str]] | None:
+        """The next batch, validated (invalid rows dropped); None when the spool is empty."""
+        rows = claim(self.conn)
+        return self._validated(rows) if rows else None
+
+    def _post_in_background(
+        self, settings: config.Settings, part: list[tuple[Row, str]]
+    ) -> Callable[[], Response]:
+        """Start POSTing a whole batch; the next batch is validated while the receiver works."""
+        if self._poster is None:
+            self._poster = ThreadPoolExecutor(max_workers=1)
+        body = batch_body(settings.api_key, [item for _, item in part])
+        return self._poster.submit(self.transport.post, settings.batch_url, body).result
+
+    def _deliver(
+        self,
+        valid: list[tuple[Row, str]],
+        settings: config.Settings,
+        answer: Callable[[], Response] | None = None,
+    ) -> bool:
+        """Conclude one batch whose POST may already be under way; False after a failure."""
         split = Split(valid)
         failure: Failure | None = None
         failed_part: list[tuple[Row, str]] = []
         while split.pending and failure is None and split.requests < MAX_REQUESTS_PER_BATCH:
             failed_part = split.pending.pop()
-            failure = self._post(failed_part, settings, split)
+            failure = self._post(failed_part, settings, split, answer)
+            answer = None
         return self._conclude(split, failed_part if failure else [], failure)
 
     def _validated(self, rows: list[Row]) -> list[tuple[Row, str]]:
@@ -306,13 +336,20 @@ class Drain:
         return valid
 
     def _post(
-        self, part: list[tuple[Row, str]], settings: config.Settings, split: Split
+        self,
+        part: list[tuple[Row, str]],
+        settings: config.Settings,
+        split: Split,
+        answer_of_started_post: Callable[[], Response] | None = None,
     ) -> Failure | None:
         """POST one part: delete it on 2xx, bisect it on 400/413; the failure otherwise."""
         split.requests += 1
-        body = batch_body(settings.api_key, [item for _, item in part])
         try:
-            answer = self.transport.post(settings.batch_url, body)
+            if answer_of_started_post is not None:
+                answer = answer_of_started_post()
+            else:
+                body = batch_body(settings.api_key, [item for _, item in part])
+                answer = self.transport.post(settings.batch_url, body)
         except TransportError as error:
             return str(error) or "TransportError", None
         rows = [row for row, _ in part]

@@ -48,6 +48,18 @@ def _waiting(db_path: str) -> bool:
         return True
 
 
+def _check_in(db_path: str) -> None:
+    """Tell hosts this sender has come and gone: the lock holder will drain their rows."""
+    try:
+        conn = spool.connect(db_path)
+        try:
+            spool.set_state(conn, "sender_started_at", f"{time.time():.6f}")
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+
+
 def _drain_locked(db_path: str, make_drain: Callable[[sqlite3.Connection], Drain]) -> Outcome:
     """One drain under the lock; a spool found corrupt while draining is moved aside."""
     conn = spool.connect(db_path)
@@ -103,6 +115,7 @@ def deliver(
             try:
                 lock.acquire()
             except Timeout:
+                _check_in(where.db)
                 return None if total == Outcome(0, 0, 0, "empty") else total
 
             def make_drain(conn: sqlite3.Connection) -> Drain:

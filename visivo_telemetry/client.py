@@ -283,11 +283,19 @@ class Telemetry:
                 return
             if respect_backoff and not spool.backoff_allows(conn):
                 return
+            if spool.sender_starting(conn):
+                self._spawned = True
+                return
         # Probe after our rows are committed: a sender that is about to exit re-checks the
         # spool after releasing the lock, so one of us always sees the other's work.
         if sender_alive(self.paths.lock):
             return
+        with _SPOOL_LOCK:
+            spool.set_state(conn, "sender_spawned_at", f"{time.time():.6f}")
         pid = spawn_sender()
+        if pid is None:
+            with _SPOOL_LOCK:
+                spool.set_state(conn, "sender_spawned_at", None)
         self._spawned = True
         self._last_spawn = time.monotonic()
         self._since_spawn = 0

@@ -71,7 +71,7 @@ def word(value: object) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return bool(value)
+        return {0: False, 1: True}.get(value)
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in TRUE_WORDS:
@@ -129,6 +129,9 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
         return None
     if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
         return None
+    flat = parse_flat(data)
+    if flat is not None:
+        return flat or None
     try:
         import yaml
 
@@ -141,6 +144,40 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         raise Unreadable(path)
     return parsed
+
+
+_FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_FLAT_VALUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
+_YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+
+def parse_flat(data: bytes) -> dict[str, str | None] | None:
+    """Read a file of plain `key: word` lines without PyYAML; None if it holds anything more.
+
+    `~/.visivo/config.yml` as `visivo-telemetry enable` writes it (or with `posthog_host`) is
+    such a file, and the 20 ms PyYAML import would otherwise land on every Visivo run. Values
+    stay text (null aside) for `word()` to read, which reads them as PyYAML's values would be
+    read; anything richer (nesting, quotes, flow style, duplicates) goes to PyYAML.
+    """
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    found: dict[str, str | None] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, colon, rest = line.partition(":")
+        if not colon or not _FLAT_KEY_CHARS.issuperset(key) or not key or key in found:
+            return None
+        if rest and rest[0] not in " \t":
+            return None
+        value = rest.split(" #", 1)[0].strip()
+        if not _FLAT_VALUE_CHARS.issuperset(value):
+            return None
+        found[key] = None if value in _YAML_NULLS else value
+    return found
 
 
 def _opt_out_in(mapping: dict[str, Any]) -> bool | None:

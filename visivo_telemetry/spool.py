@@ -150,6 +150,33 @@ def backoff_allows(conn: sqlite3.Connection, now: float | None = None) -> bool:
         return True
 
 
+SPAWN_GRACE_S = 3.0
+"""How long hosts trust a sender that was just started to take the lock and drain their rows."""
+
+
+def _stamp(conn: sqlite3.Connection, key: str) -> float | None:
+    try:
+        return float(get_state(conn, key) or "")
+    except ValueError:
+        return None
+
+
+def sender_starting(conn: sqlite3.Connection, now: float | None = None) -> bool:
+    """Whether a sender started moments ago has yet to take the lock; it will drain our rows.
+
+    A sender needs a few hundred milliseconds to import what it needs before it can take the
+    lock, and commands run back to back would otherwise each start one of their own. Hosts
+    stamp `sender_spawned_at` before starting one; every sender stamps `sender_started_at`
+    once it has tried the lock (won or lost: either way the lock holder drains).
+    """
+    spawned = _stamp(conn, "sender_spawned_at")
+    if spawned is None:
+        return False
+    started = _stamp(conn, "sender_started_at")
+    age = (time.time() if now is None else now) - spawned
+    return 0 <= age < SPAWN_GRACE_S and (started is None or started < spawned)
+
+
 def has_unleased(conn: sqlite3.Connection, now: float | None = None) -> bool:
     """Whether any event is waiting and not held by a live sender's lease."""
     now = time.time() if now is None else now
