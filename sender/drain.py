@@ -243,6 +243,7 @@ class Drain:
         self.env = env
         self.sent = self.failed = self.dropped = 0
         self._poster: ThreadPoolExecutor | None = None
+        self._backoff_cleared = False
 
     def _outcome(self, reason: str) -> Outcome:
         return Outcome(self.sent, self.failed, self.dropped, reason)
@@ -387,9 +388,18 @@ class Drain:
         return False
 
     def _record_success(self) -> None:
-        spool.set_state(self.conn, "last_success_at", iso_utc())
-        spool.set_state(self.conn, "failures", 0)
-        spool.set_state(self.conn, "next_attempt_at", None)
+        """Clear the backoff at the first success of a drain; later ones only move the clock."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            spool.set_state(self.conn, "last_success_at", iso_utc())
+            if not self._backoff_cleared:
+                spool.set_state(self.conn, "failures", 0)
+                spool.set_state(self.conn, "next_attempt_at", None)
+                self._backoff_cleared = True
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def _delete(self, rows: list[Row]) -> None:
         self.conn.execute(

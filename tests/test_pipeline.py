@@ -98,7 +98,7 @@ def test_the_wire_body_is_a_posthog_batch(env, home, project, collector):
     assert event["api_key"]
     assert event["sent_at"].endswith("Z")
     assert event["event"] == "cli_command"
-    assert len(event["uuid"]) == 36 and event["uuid"][14] == "4"
+    assert len(event["uuid"]) == 36 and event["uuid"][14] == "7", "time-ordered uuid7"
     assert event["timestamp"].endswith("Z")
     assert event["distinct_id"] == event["properties"]["session_id"]
     props = event["properties"]

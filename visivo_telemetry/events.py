@@ -31,6 +31,21 @@ def new_uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def new_uuid7(when: float | None = None) -> str:
+    """A time-ordered RFC 9562 version-7 uuid for an event.
+
+    Its leading milliseconds are the event's own timestamp (sent anyway), and they keep the
+    spool's uuid index append-only: the sender's deletes touch a few index pages per batch
+    instead of one per event.
+    """
+    millis = int((time.time() if when is None else when) * 1000)
+    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def iso_utc(when: float | None = None) -> str:
     """ISO 8601 UTC with milliseconds, e.g. `2026-11-28T10:00:00.123Z`."""
     when = time.time() if when is None else when
@@ -130,11 +145,17 @@ def dumps(value: Any) -> str:
     most hosts) its C encoder does the work; otherwise a few lines of ours spare a cold CLI
     process the import of `json`, which pulls in `re`, `enum` and friends.
     """
-    if "json" not in sys.modules and _quote is not None:
-        return _encode(value)
-    import json
+    global _json_encoder
+    if _json_encoder is None:
+        if "json" not in sys.modules and _quote is not None:
+            return _encode(value)
+        import json
 
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _json_encoder.encode(value)
+
+
+_json_encoder: Any = None
 
 
 try:
@@ -178,7 +199,8 @@ def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event 
     encoded = dumps(props)
     if len(encoded) > schema.MAX_PROPERTIES_BYTES:
         return None
-    return Event(new_uuid4(), event, iso_utc(), encoded)
+    now = time.time()
+    return Event(new_uuid7(now), event, iso_utc(now), encoded)
 
 
 def cli_command_properties(
