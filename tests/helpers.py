@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +65,16 @@ def host_code(
 
 
 def run_host(
-    code: str, env: dict[str, str], cwd: Path | str | None = None, timeout: float = 20.0
+    code: str,
+    env: dict[str, str],
+    cwd: Path | str | None = None,
+    timeout: float = 20.0,
+    preexec: Callable[[], None] | None = None,
 ) -> tuple[subprocess.CompletedProcess, float]:
-    """Run a host as a real process; returns the result and its wall time in seconds."""
+    """Run a host as a real process (`preexec` runs in the child before exec).
+
+    Returns the result and its wall time in seconds.
+    """
     started = time.perf_counter()
     result = subprocess.run(
         [PYTHON, "-c", code],
@@ -75,6 +83,7 @@ def run_host(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec,
     )
     return result, time.perf_counter() - started
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers import PYTHON, Collector, spool_path, wait_for_senders_to_exit
+from helpers import PYTHON, Collector, run_host, spool_path, wait_for_senders_to_exit
 
 from visivo_telemetry import events, spool
 from visivo_telemetry.spawn import sender_argv
@@ -86,18 +86,8 @@ def run_python(
     preexec: Callable[[], None] | None = None,
     timeout: float = 30.0,
 ) -> tuple[subprocess.CompletedProcess, float]:
-    """Like `helpers.run_host`, with an optional hook run in the child before exec."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        [PYTHON, "-c", code],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=preexec,
-    )
-    return result, time.perf_counter() - started
+    """`helpers.run_host` with the longer timeout these environments may need."""
+    return run_host(code, env, cwd=cwd, timeout=timeout, preexec=preexec)
 
 
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 1, 2, 3

@@ -60,7 +60,8 @@ def is_sensitive_flag(name: str) -> bool:
     return any(word in lowered for word in SENSITIVE_WORDS)
 
 
-def _is_number(token: str) -> bool:
+def is_number(token: str) -> bool:
+    """`-4`, `1e3`, `-.5`: a value even when it starts with a dash."""
     try:
         float(token)
     except ValueError:
@@ -148,7 +149,7 @@ class _ArgvReader:
                 return REDACTED
             out, self.secret_next = _long_option(token)
             return out
-        if secret or not token.startswith("-") or len(token) == 1 or _is_number(token):
+        if secret or not token.startswith("-") or len(token) == 1 or is_number(token):
             return placeholder(token, secret)
         return _short_option(token)
 

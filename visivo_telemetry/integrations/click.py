@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from ..client import Telemetry
+from ..sanitize import is_number
 
 UNKNOWN = "unknown-command"
 MASKED = "<value>"
@@ -60,14 +61,6 @@ class _Run:
         self.recorder.args = args
 
 
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 def _declared_flags(command: click.Command, ctx: click.Context) -> frozenset[str]:
     names: set[str] = set()
     for param in command.get_params(ctx):
@@ -83,7 +76,7 @@ def mask_undeclared_flags(args: list[str], declared: frozenset[str]) -> list[str
         if token == "--":
             masked.extend(args[index:])
             break
-        if len(token) > 1 and token.startswith("-") and not _is_number(token):
+        if len(token) > 1 and token.startswith("-") and not is_number(token):
             name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
             if name not in declared:
                 token = MASKED
