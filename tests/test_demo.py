@@ -1,0 +1,22 @@
+"""The README's demo runs end to end and every event it records arrives exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+
+from helpers import PYTHON, ROOT, clean_env
+
+
+def test_the_demo_delivers_every_event_it_records(tmp_path):
+    env = clean_env(tmp_path)
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "scripts" / "demo.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "<redacted>" in result.stdout and "s3cr3t" not in result.stdout.split("== 2")[1]
+    assert "received 45 distinct (0 duplicate deliveries), 0 left in the spool" in result.stdout
