@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import sqlite3
 import stat
 import subprocess
 import time
@@ -276,3 +277,23 @@ def test_a_config_that_is_not_a_mapping_is_refused_untouched(home):
     assert result.returncode == 1
     assert "not a plain YAML mapping" in result.stderr
     assert config.read_text() == "- just\n- a list\n"
+
+
+def test_status_says_how_many_events_the_caps_and_the_receiver_dropped(home, project):
+    env = clean_env(home)
+    spool_three(env, home, project)
+    conn = sqlite3.connect(spool_path(home))
+    with conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+            [("dropped_rows", "7"), ("dropped_too_large", "2")],
+        )
+    conn.close()
+
+    dropped = status_json(env)["dropped"]
+    text = vt("status", env=env).stdout
+
+    assert dropped == {
+        "age": 0, "attempts": 0, "rows": 7, "invalid": 0, "rejected": 0, "too_large": 2
+    }  # fmt: skip
+    assert "rows 7" in text and "too_large 2" in text

@@ -19,7 +19,7 @@ import click
 from . import config, spool
 from .user_config import ConfigWriteError, write_flag
 
-DROPPED_KEYS = ("age", "attempts", "rows", "invalid", "rejected")
+DROPPED_KEYS = ("age", "attempts", "rows", "invalid", "rejected", "too_large")
 SENDER_WAIT_S = 35.0
 """A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
 
