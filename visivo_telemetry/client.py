@@ -143,6 +143,7 @@ class Telemetry:
 
     @property
     def debug(self) -> bool:
+        """Print events instead of spooling them; never turns on telemetry that is off."""
         return bool(self.enabled and self.settings is not None and self.settings.debug)
 
     def notice(self) -> str | None:
