@@ -70,6 +70,25 @@ def test_recording_with_a_config_file_still_imports_nothing_heavy(env, home, pro
     assert len(collector.wait_for_events(2)) == 2, "the host must really have recorded"
 
 
+def test_a_flat_config_file_is_read_without_pyyaml(env, home, project, collector):
+    (home / ".visivo").mkdir(mode=0o700)
+    (home / ".visivo" / "config.yml").write_text(
+        "# written by visivo-telemetry enable\ntelemetry_enabled: true\n"
+    )
+
+    loaded = _imported_by_recording(env, project)
+
+    assert ONLY_WITH_A_CONFIG_FILE not in loaded
+    assert len(collector.wait_for_events(2)) == 2, "the host must really have recorded"
+
+
+def test_an_opted_out_host_does_not_even_load_sqlite(home, project):
+    loaded = _imported_by_recording(clean_env(home, VISIVO_TELEMETRY_DISABLED="1"), project)
+
+    assert loaded.isdisjoint({*NEVER_ON_THE_HOT_PATH, "sqlite3", "json", "re", "typing"})
+    assert not (home / ".visivo").exists()
+
+
 def test_recording_while_the_receiver_refuses_imports_nothing_heavy(home, project):
     loaded = _imported_by_recording(clean_env(home), project)
 

@@ -8,11 +8,14 @@ appending while the sender drains, and it moves itself aside when corrupt instea
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import time
 
 from .events import Event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 1.0
@@ -86,6 +89,8 @@ def _prepare(conn: sqlite3.Connection) -> None:
 
 def connect(path: str) -> sqlite3.Connection:
     """Open (creating privately if needed) the spool; a corrupt file is moved aside once."""
+    import sqlite3  # here, not at the top: an opted-out host never pays for it
+
     _ensure_private_dir(os.path.dirname(path))
     for attempt in (1, 2):
         _ensure_private_file(path)
