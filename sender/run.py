@@ -36,10 +36,10 @@ def _waiting(db_path: str) -> bool:
     When in doubt, yes: a needless second look costs one empty claim, a wrong "no" could
     strand the event of a host that saw us alive and so started no sender of its own.
     """
-    if not os.path.exists(db_path):
-        return False
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, timeout=spool.BUSY_TIMEOUT_S)
+        conn = spool.open_existing(db_path)
+        if conn is None:
+            return False
         try:
             return spool.has_unleased(conn)
         finally:

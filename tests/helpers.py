@@ -159,3 +159,18 @@ def flush(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
     )
+
+
+def read_terminal(fd: int) -> str:
+    """Everything written to a pty until its other end closes; closes `fd`."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    return b"".join(chunks).decode()

@@ -15,6 +15,7 @@ from helpers import (
     Collector,
     clean_env,
     host_code,
+    read_terminal,
     run_host,
     spool_path,
     spool_rows,
@@ -175,25 +176,11 @@ def test_flush_shows_progress_on_a_terminal(home, project, tmp_path):
             stderr=slave,
         )
         os.close(slave)
-        terminal = read_all(master)
+        terminal = read_terminal(master)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "sending… 3 sent, 0 failed" in terminal
     assert out == b"sent 3 events, 0 failed\n"
-
-
-def read_all(fd: int) -> str:
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(fd)
-    return b"".join(chunks).decode()
 
 
 def test_purge_says_how_many_events_it_deleted(home, project):

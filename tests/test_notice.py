@@ -7,7 +7,7 @@ import pty
 import subprocess
 
 import pytest
-from helpers import PYTHON, ROOT, clean_env, wait_for_senders_to_exit
+from helpers import PYTHON, ROOT, clean_env, read_terminal, wait_for_senders_to_exit
 
 HOST = """\
 import sys
@@ -28,18 +28,9 @@ def run(argv: list[str], env: dict[str, str], cwd, tty: bool) -> tuple[int, str,
         argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
     )
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
+    terminal = read_terminal(master)
     out, _ = proc.communicate(timeout=30)
-    return proc.returncode, out.decode(), b"".join(chunks).decode().replace("\r\n", "\n")
+    return proc.returncode, out.decode(), terminal.replace("\r\n", "\n")
 
 
 def host(env, cwd, tty: bool = True) -> str:

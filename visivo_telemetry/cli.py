@@ -33,10 +33,8 @@ def _paths() -> config.Paths:
 
 def _open_existing(db: str) -> sqlite3.Connection | None:
     """The spool if it exists (never created here); None when there is none."""
-    if not os.path.exists(db):
-        return None
     try:
-        return sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=spool.BUSY_TIMEOUT_S)
+        return spool.open_existing(db)
     except sqlite3.Error as error:
         raise click.ClickException(f"cannot open {db}: {error}") from None
 

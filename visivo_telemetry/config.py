@@ -81,6 +81,11 @@ def word(value: object) -> bool | None:
     return None
 
 
+def is_set(value: str | None) -> bool:
+    """A switch like `DO_NOT_TRACK` or `CI`: set to anything but empty, `0` or `false`."""
+    return value is not None and value.strip().lower() not in ("", "0", "false")
+
+
 class Unreadable(Exception):
     """A config file that mentions telemetry but cannot be read as a YAML mapping."""
 
@@ -213,8 +218,7 @@ def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
     disabled = env.get("VISIVO_TELEMETRY_DISABLED")
     if disabled is not None and word(disabled) is not False:
         return Decision(False, "env:VISIVO_TELEMETRY_DISABLED")
-    dnt = env.get("DO_NOT_TRACK")
-    if dnt is not None and dnt.strip().lower() not in ("", "0", "false"):
+    if is_set(env.get("DO_NOT_TRACK")):
         return Decision(False, "env:DO_NOT_TRACK")
     return None
 

@@ -24,8 +24,12 @@ _ARCHITECTURES = {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "arm64
 
 def new_uuid4() -> str:
     """A random RFC 4122 version-4 uuid, without importing `uuid`."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
+    return _as_uuid(bytearray(os.urandom(16)), version=4)
+
+
+def _as_uuid(raw: bytearray, version: int) -> str:
+    """16 bytes as an RFC uuid string, with the version and variant bits set."""
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -39,11 +43,7 @@ def new_uuid7(when: float | None = None) -> str:
     instead of one per event.
     """
     millis = int((time.time() if when is None else when) * 1000)
-    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
-    raw[6] = (raw[6] & 0x0F) | 0x70
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _as_uuid(bytearray(millis.to_bytes(6, "big") + os.urandom(10)), version=7)
 
 
 def iso_utc(when: float | None = None) -> str:

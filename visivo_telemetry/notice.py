@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
+from .config import is_set
 from .user_config import ConfigWriteError, read_flag, write_flag
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .client import Telemetry
 
@@ -28,8 +29,7 @@ or VISIVO_TELEMETRY_DISABLED=1 (DO_NOT_TRACK=1 works too). This notice is shown 
 
 def in_ci(env: dict[str, str] | os._Environ[str] | None = None) -> bool:
     """Whether we run under CI (`CI` set to anything but empty, `0` or `false`)."""
-    value = (os.environ if env is None else env).get("CI")
-    return value is not None and value.strip().lower() not in ("", "0", "false")
+    return is_set((os.environ if env is None else env).get("CI"))
 
 
 def _stderr_is_terminal() -> bool:

@@ -108,6 +108,15 @@ def connect(path: str) -> sqlite3.Connection:
     raise AssertionError("unreachable")
 
 
+def open_existing(path: str) -> sqlite3.Connection | None:
+    """The spool if it exists, never creating it (for readers: `status`, the sender's re-check)."""
+    import sqlite3
+
+    if not os.path.exists(path):
+        return None
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S)
+
+
 def is_corruption(error: sqlite3.DatabaseError) -> bool:
     """Whether SQLite says the file is damaged (never a full disk, a lock or a permission)."""
     message = str(error).lower()
