@@ -14,27 +14,38 @@ from sender import run
 from visivo_telemetry import config
 
 WRITERS = 8
-EVENTS_EACH = 500
+AT_LEAST = 300
+AT_MOST = 1200  # 8 x 1200 stays under the spool's 10,000-row cap: nothing may be dropped here
 
+# Writers pace themselves (1 ms between events) so they do not own both cores: the sender runs
+# at nice 10 by design, and eight tight loops would starve it until they finish, which would
+# test the scheduler rather than the spool. Full-speed writers are measured by scripts/bench.py.
+# Each writer records at least AT_LEAST events and then stops as soon as the test has seen a
+# delivery (the stop file), or at AT_MOST; it prints how many it recorded.
 WRITER = textwrap.dedent(
     """
-    import sys
+    import os, sys, time
     from visivo_telemetry import Telemetry
     t = Telemetry(version="1.4.0", project_dir=".")
-    w = sys.argv[1]
-    for i in range({events}):
+    w, stop = sys.argv[1], sys.argv[2]
+    i = 0
+    while i < {at_most} and (i < {at_least} or not os.path.exists(stop)):
         t.record_command("run", ["--w" + w, "--i" + str(i)], 1.0)
+        i += 1
+        time.sleep(0.001)
     t.finish()
+    print(i)
     """
-).format(events=EVENTS_EACH)
+).format(at_least=AT_LEAST, at_most=AT_MOST)
 
 
 def test_eight_writers_and_a_draining_sender_lose_nothing_and_never_see_a_lock(
-    env, home, project, collector
+    env, home, project, collector, tmp_path
 ):
+    stop = tmp_path / "stop-writing"
     writers = [
         subprocess.Popen(
-            [PYTHON, "-c", WRITER, str(w)],
+            [PYTHON, "-c", WRITER, str(w), str(stop)],
             env=env,
             cwd=project,
             stdout=subprocess.PIPE,
@@ -48,15 +59,19 @@ def test_eight_writers_and_a_draining_sender_lose_nothing_and_never_see_a_lock(
     while any(w.poll() is None for w in writers):
         if sender.poll() is not None:
             sender = start_sender(env)
-        delivered_while_writing = collector.stats()["events"]
+        if not delivered_while_writing:
+            delivered_while_writing = collector.stats()["events"]
+            if delivered_while_writing:
+                stop.touch()
         time.sleep(0.05)
     sender.wait(timeout=60)
     outputs = [w.communicate() for w in writers]
 
     assert [w.returncode for w in writers] == [0] * WRITERS
-    assert outputs == [("", "")] * WRITERS, "telemetry printed something in a host"
-    assert delivered_while_writing > 0, "no sender drained while the writers wrote"
-    total = WRITERS * EVENTS_EACH
+    assert [err for _, err in outputs] == [""] * WRITERS, "telemetry printed something"
+    counts = [int(out) for out, _ in outputs]
+    assert delivered_while_writing > 0, f"no sender drained while {sum(counts)} events were written"
+    total = sum(counts)
     received = collector.wait_for_events(total, timeout=60)
     assert wait_for_senders_to_exit(home) == []
     pairs = {tuple(e["properties"]["command_args"]) for e in received}
