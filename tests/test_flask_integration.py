@@ -103,7 +103,8 @@ def test_a_request_does_not_wait_for_the_spool(home):
     blocker.close()
     recorder.drain()
 
-    assert elapsed < 0.25, f"20 requests took {elapsed:.3f}s while the spool was locked"
+    # One request that waited on the lock would sit out the 1 s busy timeout by itself.
+    assert elapsed < 0.9, f"20 requests took {elapsed:.3f}s while the spool was locked"
     assert len(spool_rows(home)) == 21
 
 
