@@ -13,6 +13,9 @@ fault modes to exercise the client's retry and spooling logic:
     max-batch:K              batches with more than K events get 413 (persistent)
     reject-command:NAME      batches with an event whose properties.command == NAME get 400
 
+Every answer sets a sticky-session cookie, as a load balancer in front of PostHog may; each
+request's ``Cookie`` header is logged, so tests can prove the sender never sends one back.
+
 Control endpoints: ``POST /_control/mode`` with ``{"mode": "..."}`` and ``GET /_control/stats``.
 
 Run it as a script (see ``--help``) or, from Python, through the :class:`Collector` helper,
@@ -39,6 +42,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +53,7 @@ from urllib.parse import urlsplit
 BATCH_PATHS = frozenset({"/batch", "/batch/"})
 MODE_PATH = "/_control/mode"
 STATS_PATH = "/_control/stats"
+STICKY_COOKIE = "collector_sticky"
 EVENT_STRING_FIELDS = ("event", "uuid", "timestamp", "distinct_id")
 HOLD_POLL_SECONDS = 0.2  # how often a blackholed request checks for client/server going away
 
@@ -250,6 +255,7 @@ class Store:
                 "n_events": int,
                 "body_bytes": int,
                 "mode": str,
+                "cookie": str,
             },
             pk="id",
             if_not_exists=True,
@@ -421,6 +427,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     "n_events": count_events(payload),
                     "body_bytes": len(body),
                     "mode": mode_label,
+                    "cookie": self.headers.get("Cookie"),
                 }
             )
 
@@ -486,6 +493,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            # What a load balancer's sticky session does; a client must never send it back.
+            self.send_header("Set-Cookie", f"{STICKY_COOKIE}={uuid.uuid4().hex}; Path=/")
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()

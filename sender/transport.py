@@ -6,6 +6,7 @@ policy. Tests of that policy swap in a fake transport with the same two methods.
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import NamedTuple, Protocol
 
 import httpx
@@ -32,13 +33,18 @@ class Transport(Protocol):
 
 
 class HttpxTransport:
-    """One keep-alive connection across batches; every phase times out after one second."""
+    """One keep-alive connection across batches; every phase times out after one second.
+
+    Cookies are refused: a sticky-session cookie sent back would link one session's batch
+    to the next session's.
+    """
 
     def __init__(self, timeout: float = TIMEOUT_S) -> None:
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             trust_env=True,
             follow_redirects=False,
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
         )
 

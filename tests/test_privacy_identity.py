@@ -11,6 +11,7 @@ import socket
 from helpers import clean_env, host_code, run_host, spool_rows, spool_state
 from helpers import wait_for_senders_to_exit as wait_for_senders
 from privacy_support import files_under
+from reliability_support import seed_spool
 
 TWO_COMMANDS = """
 from visivo_telemetry import Telemetry
@@ -81,3 +82,17 @@ def test_nothing_at_all_is_created_when_telemetry_is_off(home, project):
 
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
         assert files_under(home) == [] and files_under(project) == []
+
+
+def test_the_sender_never_sends_back_a_cookie(env, home, project, collector):
+    """The receiver sets a sticky-session cookie on every answer (as a load balancer may);
+    returning it would link batches from different sessions, so the sender keeps none."""
+    seed_spool(home, 250)
+    run_host(host_code(), env, cwd=project)
+    collector.wait_for_events(251)
+    assert wait_for_senders(home) == []
+
+    requests = collector.requests()
+    assert len(requests) >= 3, "one sender should have drained several batches"
+    assert [r["status"] for r in requests] == [200] * len(requests)
+    assert [r["cookie"] for r in requests] == [None] * len(requests)
