@@ -14,7 +14,7 @@ from sender import run
 from visivo_telemetry import config
 
 WRITERS = 8
-AT_LEAST = 300
+AT_LEAST = 500  # the issue: 8 writers x 500 events, concurrently with a draining sender
 AT_MOST = 1200  # 8 x 1200 stays under the spool's 10,000-row cap: nothing may be dropped here
 
 # Writers pace themselves (1 ms between events) so they do not own both cores: the sender runs
