@@ -283,10 +283,7 @@ def is_valid(event: str, properties: object) -> bool:
     keys = properties.keys()
     if not required <= keys <= allowed:
         return False
-    for key, value in properties.items():
-        if not check_property(key, value):
-            return False
-    return True
+    return all(check_property(k, v) for k, v in properties.items())
 
 
 def markdown_table() -> str:
