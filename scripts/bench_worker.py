@@ -114,8 +114,8 @@ def drain(budget_s: float) -> None:
     import functools
     import time
 
-    from sender import drain as drain_module
-    from sender import run
+    from visivo_telemetry._sender import drain as drain_module
+    from visivo_telemetry._sender import run
 
     run.Drain = functools.partial(drain_module.Drain, limits=drain_module.Limits(max_rows=10**9))
     started = time.perf_counter()

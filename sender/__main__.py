@@ -1,6 +1,6 @@
-"""`python -m sender`: the detached drain process started by hosts."""
+"""`python -m visivo_telemetry._sender`: the detached drain process started by hosts."""
 
-from sender.run import main
+from .run import main
 
 if __name__ == "__main__":
     main()

@@ -131,7 +131,7 @@ def sender_pids(home: Path) -> list[int]:
         except OSError:
             continue
         args = cmdline.split(b"\0")
-        is_sender = b"sender" in args or any(b"run_module('sender'" in a for a in args)
+        is_sender = any(b"visivo_telemetry._sender" in a for a in args)
         if not is_sender or wanted not in environ.split(b"\0"):
             continue
         if "State:\tZ" in status:

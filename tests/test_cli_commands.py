@@ -22,7 +22,7 @@ from helpers import (
     wait_for_senders_to_exit,
 )
 
-from sender.drain import Row, wire_json
+from visivo_telemetry._sender.drain import Row, wire_json
 
 
 def vt(*args: str, env: dict[str, str], cwd=None) -> subprocess.CompletedProcess:

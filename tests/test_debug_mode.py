@@ -9,7 +9,7 @@ import time
 import pytest
 from helpers import PYTHON, ROOT, clean_env, host_code, run_host, wait_for_senders_to_exit
 
-from sender.drain import Row, wire_json
+from visivo_telemetry._sender.drain import Row, wire_json
 from visivo_telemetry.events import dumps
 
 

@@ -115,3 +115,30 @@ def test_a_failing_command_is_recorded_and_its_exception_passes_through(env, hom
     assert result.stderr.strip().endswith("ValueError: boom")
     assert "visivo_telemetry" not in result.stderr
     assert wait_for_senders_to_exit(home) == []
+
+
+def _impostor(folder, marker, *modules: str) -> None:
+    """A `sender/` package and `modules` that would leave `marker` behind if they ever ran."""
+    leave_marker = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    (folder / "sender").mkdir(parents=True)
+    for name in ("__init__.py", "__main__.py", "run.py", "drain.py"):
+        (folder / "sender" / name).write_text(leave_marker)
+    for module in modules:
+        (folder / f"{module}.py").write_text(leave_marker)
+
+
+def test_no_sender_folder_in_the_project_or_on_pythonpath_runs_instead_of_ours(
+    env, home, project, collector, tmp_path
+):
+    """An app's `sender/` on `PYTHONPATH`, or a project's `sender/` or `httpx.py`, never runs."""
+    marker = tmp_path / "impostor-ran"
+    _impostor(project, marker, "httpx", "filelock")
+    on_path = tmp_path / "app"
+    _impostor(on_path, marker)
+
+    result, _ = run_host(host_code("run"), {**env, "PYTHONPATH": str(on_path)}, cwd=project)
+
+    assert result.returncode == 0, result.stderr
+    assert [e["event"] for e in collector.wait_for_events(1)] == ["cli_command"]
+    assert wait_for_senders_to_exit(home) == []
+    assert not marker.exists(), marker.read_text()

@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 from helpers import (
-    PYTHON,
     clean_env,
     flush,
     host_code,
@@ -20,9 +19,10 @@ from helpers import (
 )
 from privacy_support import files_under, global_config, project_config, spool_commands, write_text
 
-from sender.drain import Drain
-from sender.transport import HttpxTransport
 from visivo_telemetry import spool
+from visivo_telemetry._sender.drain import Drain
+from visivo_telemetry._sender.transport import HttpxTransport
+from visivo_telemetry.spawn import sender_argv
 
 
 def _spool_files(home) -> list[str]:
@@ -78,7 +78,7 @@ def test_a_detached_sender_deletes_instead_of_sending_after_an_opt_out(
     spool_commands(project, [("run", [])])
 
     subprocess.run(
-        [PYTHON, "-P", "-m", "sender"],
+        sender_argv(),
         env={**env, "VISIVO_TELEMETRY_DISABLED": "1"},
         cwd=project,
         timeout=60,

@@ -18,8 +18,8 @@ from helpers import (
 )
 from reliability_support import seed_spool, spool_count, start_sender, trickling_receiver
 
-from sender import drain, run
 from visivo_telemetry import schema
+from visivo_telemetry._sender import drain, run
 
 WAL_LIMIT_BYTES = 64 * 1024
 

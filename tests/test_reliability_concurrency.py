@@ -10,8 +10,8 @@ from filelock import FileLock
 from helpers import PYTHON, host_code, run_host, sender_pids, spool_rows, wait_for_senders_to_exit
 from reliability_support import spool_count, start_sender
 
-from sender import run
 from visivo_telemetry import config
+from visivo_telemetry._sender import run
 
 WRITERS = 8
 AT_LEAST = 500  # the issue: 8 writers x 500 events, concurrently with a draining sender

@@ -17,10 +17,10 @@ import pytest
 from helpers import spool_path
 from reliability_support import seed_spool
 
-from sender import drain
-from sender.drain import Drain, Limits
-from sender.transport import Response, TransportError
 from visivo_telemetry import spool
+from visivo_telemetry._sender import drain
+from visivo_telemetry._sender.drain import Drain, Limits
+from visivo_telemetry._sender.transport import Response, TransportError
 
 Answer = Callable[[list[dict]], Response]
 

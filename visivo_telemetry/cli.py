@@ -191,7 +191,7 @@ def status(as_json: bool, project_dir: str) -> None:
 @click.option("--raw", is_flag=True, help="The exact bytes of the body, on one line.")
 def show(limit: int | None, raw: bool) -> None:
     """The pending events exactly as they would be sent: a PostHog batch body, newest last."""
-    from sender.drain import Row, batch_body, wire_json
+    from visivo_telemetry._sender.drain import Row, batch_body, wire_json
 
     where = _paths()
     conn = _open_existing(where.db)
@@ -222,7 +222,7 @@ def _progress_line() -> Any:
 @main.command()
 def flush() -> None:
     """Send every pending event now, in the foreground, ignoring backoff."""
-    from sender.run import deliver
+    from visivo_telemetry._sender.run import deliver
 
     where = _paths()
     progress = _progress_line()

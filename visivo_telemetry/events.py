@@ -11,13 +11,12 @@ import sys
 import time
 
 from . import schema
+from ._version import __version__ as LIB_VERSION
 from .record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-LIB_VERSION = "0.1.0"
 
 _ARCHITECTURES = {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 

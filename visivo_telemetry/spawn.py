@@ -10,20 +10,25 @@ from __future__ import annotations
 import os
 import sys
 
-_SENDER_310 = (
-    "import sys; del sys.path[0]; import runpy; "
-    "runpy.run_module('sender', run_name='__main__', alter_sys=True)"
+_LAUNCH = (
+    "import sys; sys.path[0] = {root!r}; from visivo_telemetry._sender.run import main; main()"
 )
 
 
-def sender_argv() -> list[str]:
-    """`python -m sender` with the working directory kept off `sys.path`.
+def _library_root() -> str:
+    """The folder holding the `visivo_telemetry` package this host imported."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    A project folder holding a `sender/` or `httpx.py` must never run inside our sender.
+
+def sender_argv() -> list[str]:
+    """The sender's command line: this interpreter, importing this very copy of the library.
+
+    `python -c` puts the working directory first on `sys.path`; we put the host's own library
+    folder there instead, on every Python: a project folder holding a `sender/` or `httpx.py`
+    never runs inside our sender, and the import name is ours alone (`visivo_telemetry._sender`),
+    so no `sender/` on `PYTHONPATH` or from PyPI can stand in for it.
     """
-    if sys.version_info >= (3, 11):
-        return [sys.executable, "-P", "-m", "sender"]
-    return [sys.executable, "-c", _SENDER_310]
+    return [sys.executable, "-c", _LAUNCH.format(root=_library_root())]
 
 
 def sender_alive(lock_path: str) -> bool:
