@@ -18,6 +18,7 @@ import time
 import click
 
 VERSION = "1.4.0"
+POSTHOG_KEY = "phc_bench_project_key"
 
 
 @click.group()
@@ -42,7 +43,9 @@ def main_visivo(argv: list[str]) -> None:
     from visivo_telemetry import Telemetry
     from visivo_telemetry.integrations.click import instrument
 
-    instrument(cli, Telemetry(version=VERSION, project_dir="."), show_notice=False)
+    instrument(
+        cli, Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY), show_notice=False
+    )
     cli.main(args=argv, prog_name="visivo")
 
 

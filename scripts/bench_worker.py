@@ -12,6 +12,7 @@ that importing visivo_telemetry and recording an event bring in.
 import sys
 
 VERSION = "1.4.0"
+POSTHOG_KEY = "phc_bench_project_key"
 ARGS = ["--threads", "4", "--dag-filter", "+my_chart+", "--output-dir", "/tmp/out"]
 
 
@@ -29,7 +30,7 @@ def hotpath(n: int) -> None:
     from visivo_telemetry import Telemetry
 
     imported = clock()
-    telemetry = Telemetry(version=VERSION, project_dir=".")
+    telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
     constructed = clock()
     telemetry.record_command("run", ARGS, 12.5)
     first = clock()
@@ -70,7 +71,7 @@ def writer(n: int, start_at: float, out: str) -> None:
 
     from visivo_telemetry import Telemetry
 
-    telemetry = Telemetry(version=VERSION, project_dir=".")
+    telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
     telemetry.record_command("warmup", [], 1.0)
     while time.time() < start_at:
         time.sleep(0.001)

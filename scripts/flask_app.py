@@ -13,6 +13,9 @@ from visivo_telemetry import Telemetry
 from visivo_telemetry.integrations.flask import instrument
 
 VERSION = "1.4.0"
+POSTHOG_KEY = "phc_visivo_example_public_project_key"
+"""An application's public PostHog project key, passed in code as Visivo passes its own."""
+POSTHOG_HOST = "https://us.i.posthog.com"
 PROJECTS = {1: "sales", 2: "marketing"}
 
 app = Flask(__name__)
@@ -38,7 +41,9 @@ def boom() -> object:
     raise RuntimeError("boom")
 
 
-telemetry = instrument(app, Telemetry(version=VERSION, long_running=True))
+telemetry = instrument(
+    app, Telemetry(VERSION, api_key=POSTHOG_KEY, host=POSTHOG_HOST, long_running=True)
+)
 
 
 def main() -> None:

@@ -13,6 +13,9 @@ from visivo_telemetry import Telemetry, set_metric
 from visivo_telemetry.integrations.click import instrument
 
 VERSION = "1.4.0"
+POSTHOG_KEY = "phc_visivo_example_public_project_key"
+"""An application's public PostHog project key, passed in code as Visivo passes its own."""
+POSTHOG_HOST = "https://us.i.posthog.com"
 
 
 @click.group()
@@ -74,7 +77,7 @@ def build(select: str | None, full_refresh: bool) -> None:
 
 def wire() -> None:
     """Turn telemetry on for this CLI: the one line a Visivo maintainer adds."""
-    instrument(visivo, Telemetry(version=VERSION))
+    instrument(visivo, Telemetry(VERSION, api_key=POSTHOG_KEY, host=POSTHOG_HOST))
 
 
 if __name__ == "__main__":

@@ -142,36 +142,52 @@ def claim(conn: sqlite3.Connection, size: int = BATCH_SIZE, now: float | None = 
 
 
 def wire_json(row: Row) -> str | None:
-    """The batch item for a row, splicing the stored properties verbatim; None if invalid."""
+    """The batch item for a row, validated against the allowlist; None if invalid.
+
+    PostHog's fixed controls are filled in when a row lacks them (a spool written by an
+    earlier version of this library); a row holding any other value for one is refused.
+    """
+    if not schema.is_uuid(row.uuid) or not schema.is_timestamp(row.created_at):
+        return None
+    if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
+        return None
     try:
         properties = json.loads(row.properties)
     except ValueError:
         return None
-    if not schema.is_valid(row.event, properties) or not _is_uuid(row.uuid):
+    if not isinstance(properties, dict):
         return None
-    if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
+    for key, value in schema.POSTHOG_FIELDS.items():
+        properties.setdefault(key, value)
+    if not schema.is_valid(row.event, properties):
         return None
     # Re-encoded, never spliced: what leaves is exactly what was validated, even for a
     # tampered row whose text holds duplicate keys that json.loads would have hidden.
     return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
 
 
-_UUID_CHARS = frozenset("0123456789abcdef-")
+HISTORICAL_AGE_S = 48 * 3600
+"""Events all older than this go to PostHog's historical pipeline (`historical_migration`)."""
 
 
-def _is_uuid(value: str) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) == 36
-        and value.count("-") == 4
-        and _UUID_CHARS.issuperset(value)
-    )
+def is_backlog(rows: list[Row], now: float | None = None) -> bool:
+    """Whether every event of a batch is over 48 hours old: a laptop that was offline."""
+    cutoff = iso_utc((time.time() if now is None else now) - HISTORICAL_AGE_S)
+    return bool(rows) and all(row.created_at < cutoff for row in rows)
 
 
-def batch_body(api_key: str, items: list[str]) -> bytes:
+def batch_body(api_key: str, items: list[str], historical: bool = False) -> bytes:
     """The PostHog `/batch/` body; `sent_at` lets PostHog correct this machine's clock skew."""
-    head = dumps({"api_key": api_key, "sent_at": iso_utc()})
-    return f'{head[:-1]},"batch":[{",".join(items)}]}}'.encode()
+    head = {"api_key": api_key, "sent_at": iso_utc()}
+    if historical:
+        head["historical_migration"] = True
+    return f'{dumps(head)[:-1]},"batch":[{",".join(items)}]}}'.encode()
+
+
+def part_body(api_key: str, part: list[tuple[Row, str]]) -> bytes:
+    """The body for one claimed batch (or one half of it while bisecting)."""
+    rows = [row for row, _ in part]
+    return batch_body(api_key, [item for _, item in part], is_backlog(rows))
 
 
 def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
@@ -272,7 +288,10 @@ class Drain:
                 self.conn.close()
                 spool.purge(self.db_path)
                 return "opted-out"
-            settings = config.settings(self.env)
+            settings = config.settings(self.env, *spool.destination(self.conn))
+            if settings.key_error:
+                spool.set_state(self.conn, "last_error", "no-api-key")
+                return "no-api-key"
             if settings.host_error:
                 spool.set_state(self.conn, "last_error", "refused-host")
                 return "refused-host"
@@ -304,7 +323,7 @@ class Drain:
         """Start POSTing a whole batch; the next batch is validated while the receiver works."""
         if self._poster is None:
             self._poster = ThreadPoolExecutor(max_workers=1)
-        body = batch_body(settings.api_key, [item for _, item in part])
+        body = part_body(settings.api_key, part)
         return self._poster.submit(self.transport.post, settings.batch_url, body).result
 
     def _deliver(
@@ -349,8 +368,7 @@ class Drain:
             if answer_of_started_post is not None:
                 answer = answer_of_started_post()
             else:
-                body = batch_body(settings.api_key, [item for _, item in part])
-                answer = self.transport.post(settings.batch_url, body)
+                answer = self.transport.post(settings.batch_url, part_body(settings.api_key, part))
         except TransportError as error:
             return str(error) or "TransportError", None
         rows = [row for row, _ in part]

@@ -21,6 +21,9 @@ collector_module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(collector_module)
 Collector = collector_module.Collector
 
+TEST_API_KEY = "phc_test_key"
+"""The project key the test hosts pass in code, as Visivo passes its own."""
+
 DEAD_RECEIVER = "http://127.0.0.1:9"
 """Where events go unless a test names a receiver: loopback, nothing listens, never the internet."""
 
@@ -55,7 +58,7 @@ def host_code(
     return textwrap.dedent(
         f"""
         from visivo_telemetry import Telemetry
-        t = Telemetry(version={version!r}, project_dir=".")
+        t = Telemetry(version={version!r}, project_dir=".", api_key={TEST_API_KEY!r})
         with t.command({command!r}, {args or []!r}) as cmd:
             cmd.metrics.update({metrics or {}!r})
             if {raise_error!r}:

@@ -20,6 +20,7 @@ DOCUMENTED_COMMON_KEYS = {
     "session_id",
     "$process_person_profile",
     "$geoip_disable",
+    "$ip",
     "$lib",
     "$lib_version",
 }
@@ -38,7 +39,7 @@ DOCUMENTED_API_KEYS = DOCUMENTED_COMMON_KEYS | {"endpoint", "method", "status_co
 
 def spool_commands(project: Path, commands: Iterable[tuple[str, list]] = (("run", []),)) -> int:
     """Record commands with the real `Telemetry` in this process (HOME from the env); no sender."""
-    telemetry = Telemetry(version="1.4.0", project_dir=project)
+    telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
     assert telemetry.enabled, telemetry.decided_by
     count = 0
     for name, args in commands:

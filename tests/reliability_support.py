@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers import PYTHON, Collector, run_host, spool_path, wait_for_senders_to_exit
+from helpers import PYTHON, TEST_API_KEY, Collector, run_host, spool_path, wait_for_senders_to_exit
 
 from visivo_telemetry import events, spool
 from visivo_telemetry.spawn import sender_argv
@@ -27,6 +27,7 @@ def seed_spool(home: Path, count: int, *, command: str = "seed", age_s: float = 
     uuids = []
     try:
         conn.execute("BEGIN IMMEDIATE")
+        spool.remember_destination(conn, TEST_API_KEY, None)
         for i in range(count):
             props = events.cli_command_properties(command, [f"--n{i}"], 1.0, None, {})
             event = events.build("cli_command", "1.4.0", props)

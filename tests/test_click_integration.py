@@ -188,7 +188,7 @@ def test_set_metric_outside_a_recorded_command_is_ignored(home):
     from visivo_telemetry import Telemetry, set_metric
 
     set_metric("job_count", 3)
-    telemetry = Telemetry(version="1.4.0", project_dir=None)
+    telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=None)
     with telemetry.command("compile"):
         set_metric("object_counts", {"charts": 1})
     set_metric("job_count", 4)

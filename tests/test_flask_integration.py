@@ -55,7 +55,9 @@ def test_rule_templates_name_variables_not_values():
 
 def test_test_client_requests_arrive_as_templated_endpoints(env, home, collector):
     app = make_app()
-    recorder = instrument(app, Telemetry(version="1.4.0", project_dir=None, long_running=True))
+    recorder = instrument(
+        app, Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=None, long_running=True)
+    )
     client = app.test_client()
 
     assert client.get("/api/projects/42/").status_code == 200
@@ -86,7 +88,9 @@ def test_test_client_requests_arrive_as_templated_endpoints(env, home, collector
 
 def test_a_request_does_not_wait_for_the_spool(home):
     app = make_app()
-    recorder = instrument(app, Telemetry(version="1.4.0", project_dir=None, long_running=True))
+    recorder = instrument(
+        app, Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=None, long_running=True)
+    )
     client = app.test_client()
     client.get("/api/projects/1/")
     recorder.drain()
@@ -111,7 +115,7 @@ def test_a_request_does_not_wait_for_the_spool(home):
 def test_telemetry_off_leaves_the_app_untouched(home, monkeypatch):
     monkeypatch.setenv("VISIVO_TELEMETRY_DISABLED", "1")
     app = make_app()
-    recorder = instrument(app, Telemetry(version="1.4.0", project_dir=None))
+    recorder = instrument(app, Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=None))
     assert "wsgi_app" not in vars(app), "no middleware when telemetry is off"
     assert app.test_client().get("/api/projects/1/").status_code == 200
     recorder.drain()

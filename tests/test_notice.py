@@ -12,7 +12,7 @@ from helpers import PYTHON, ROOT, clean_env, read_terminal, wait_for_senders_to_
 HOST = """\
 import sys
 from visivo_telemetry import Telemetry
-notice = Telemetry(version="1.4.0", project_dir=".").notice()
+notice = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".").notice()
 if notice:
     sys.stderr.write(notice + "\\n")
 """

@@ -33,7 +33,7 @@ RECORD_AND_LIST_MODULES = textwrap.dedent(
     import sys
     from visivo_telemetry import Telemetry
 
-    telemetry = Telemetry(version="1.4.0", project_dir=".")
+    telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".")
     telemetry.request("GET", "/api/trace/42/", 200, 3.5)
     with telemetry.command("run", ["--threads", "4", "--output-dir", "/tmp/out"]):
         pass

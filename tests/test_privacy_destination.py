@@ -66,8 +66,8 @@ def test_settings_come_from_the_environment_before_the_user_config(home):
     }
     from_env = config.settings({**env, **env_settings})
 
-    assert from_file == ("https://eu.i.posthog.com", "phc_file", False, None)
-    assert from_env == ("https://x.example", "phc_env", True, None)
+    assert from_file == ("https://eu.i.posthog.com", "phc_file", False, None, None, "global")
+    assert from_env == ("https://x.example", "phc_env", True, None, None, "env")
 
 
 REFUSED = [

@@ -117,7 +117,9 @@ def test_no_identifier_or_query_survives(words, ids, query, fragment):
 
 
 def test_the_spool_holds_only_the_sanitized_endpoint(home, project):
-    telemetry = Telemetry(version="1.4.0", project_dir=project, long_running=False)
+    telemetry = Telemetry(
+        version="1.4.0", api_key="phc_test_key", project_dir=project, long_running=False
+    )
     telemetry.request("GET", "/api/projects/4711/charts?owner=alice@example.com", 200, 3.0)
     telemetry.record_request("POST", "/api/projects/<int:project_id>/run", 201, 4.0)
     telemetry.close()

@@ -213,7 +213,7 @@ def test_an_unreadable_config_file_means_off(tmp_path):
 def test_the_host_reports_which_source_decided(home, project):
     write_text(project_config(project), "defaults:\n  telemetry_enabled: off\n")
 
-    telemetry = Telemetry(version="1.4.0", project_dir=project)
+    telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
 
     assert (telemetry.enabled, telemetry.decided_by) == (False, "project")
 

@@ -31,7 +31,7 @@ HOST = textwrap.dedent(
     """
     import sys
     from visivo_telemetry import Telemetry
-    t = Telemetry(version="1.4.0", project_dir=".")
+    t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".")
     with t.command("run", ["--threads", "4"]):
         print("compiled 3 charts")
         print("warning: 1 chart is slow", file=sys.stderr)

@@ -15,7 +15,7 @@ MANY_THREADS = textwrap.dedent(
     f"""
     import threading
     from visivo_telemetry import Telemetry
-    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+    t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".", long_running=True)
 
     def serve(n):
         for i in range({EACH}):
@@ -35,7 +35,7 @@ PRE_FORK = textwrap.dedent(
     """
     import os
     from visivo_telemetry import Telemetry
-    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+    t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".", long_running=True)
     with t.command("run", ["--parent-before"]):
         pass
     workers = []
@@ -89,7 +89,7 @@ CLI_FORK = textwrap.dedent(
     """
     import os
     from visivo_telemetry import Telemetry
-    t = Telemetry(version="1.4.0", project_dir=".")
+    t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".")
     with t.command("run", ["--parent"]):
         pass
     pid = os.fork()
@@ -105,7 +105,7 @@ FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
     """
     import os, signal, threading
     from visivo_telemetry import Telemetry
-    t = Telemetry(version="1.4.0", project_dir=".", long_running=True)
+    t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".", long_running=True)
     stop = threading.Event()
 
     def busy():

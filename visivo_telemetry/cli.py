@@ -19,6 +19,12 @@ import click
 from . import config, spool
 from .user_config import ConfigWriteError, write_flag
 
+KEY_SOURCES = {
+    "env": "VISIVO_POSTHOG_API_KEY",
+    "global": "~/.visivo/config.yml",
+    "application": "the application",
+    None: "nowhere",
+}
 DROPPED_KEYS = ("age", "attempts", "rows", "invalid", "rejected", "too_large")
 SENDER_WAIT_S = 35.0
 """A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
@@ -84,11 +90,30 @@ def _reason(decision: config.Decision) -> str:
     }.get(decision.decided_by, f"{source} is set" if source else decision.decided_by)
 
 
+def _stored_destination(state: dict[str, str]) -> tuple[str | None, str | None]:
+    return state.get(spool.APP_KEY_STATE), state.get(spool.APP_HOST_STATE)
+
+
+def _destination(where: config.Paths) -> config.Settings:
+    """Where a sender started now would send: the user's choice, else the application's."""
+    conn = _open_existing(where.db)
+    try:
+        state = dict(_query(conn, "SELECT key, value FROM state", []))
+    finally:
+        if conn is not None:
+            conn.close()
+    return config.settings(None, *_stored_destination(state))
+
+
+def _masked(api_key: str | None) -> str | None:
+    """A project key is public, but a user's own may not be: enough of it to recognise."""
+    return None if api_key is None else api_key[:8] + ("…" if len(api_key) > 8 else "")
+
+
 def collect_status(project_dir: str) -> dict[str, Any]:
     """Everything `status` reports, as plain data (the `--json` output)."""
     decision = config.decide(project_dir)
     where = _paths()
-    settings = config.settings()
     conn = _open_existing(where.db)
     try:
         [(pending, oldest)] = _query(
@@ -98,6 +123,7 @@ def collect_status(project_dir: str) -> dict[str, Any]:
     finally:
         if conn is not None:
             conn.close()
+    settings = config.settings(None, *_stored_destination(state))
     oldest_epoch = _epoch(oldest)
     next_at = state.get("next_attempt_at")
     return {
@@ -108,6 +134,9 @@ def collect_status(project_dir: str) -> dict[str, Any]:
         "debug": settings.debug,
         "destination": settings.batch_url,
         "destination_error": settings.host_error,
+        "api_key": _masked(settings.api_key),
+        "api_key_source": settings.key_source,
+        "api_key_error": settings.key_error,
         "config_path": where.config,
         "spool_path": where.db,
         "spool_exists": conn is not None,
@@ -149,12 +178,17 @@ def _render_status(info: dict[str, Any]) -> str:
     destination = info["destination"]
     if info["destination_error"]:
         destination += f" (refused: {info['destination_error']})"
+    if info["api_key_error"]:
+        api_key = f"none usable ({info['api_key_error']}): nothing is recorded or sent"
+    else:
+        api_key = f"{info['api_key']} (from {KEY_SOURCES[info['api_key_source']]})"
     spool_path = info["spool_path"] + ("" if info["spool_exists"] else " (not created)")
     rows = [
         ("telemetry", f"{'on' if info['enabled'] else 'off'} ({info['reason']})"),
         ("decided by", info["decided_by"]),
         ("debug mode", "on (events are printed, not sent)" if info["debug"] else "off"),
         ("sends to", destination),
+        ("api key", api_key),
         ("spool", spool_path),
         ("pending", pending),
         ("last sent", _when(info["last_success_at"])),
@@ -191,7 +225,7 @@ def status(as_json: bool, project_dir: str) -> None:
 @click.option("--raw", is_flag=True, help="The exact bytes of the body, on one line.")
 def show(limit: int | None, raw: bool) -> None:
     """The pending events exactly as they would be sent: a PostHog batch body, newest last."""
-    from visivo_telemetry._sender.drain import Row, batch_body, wire_json
+    from visivo_telemetry._sender.drain import Row, part_body, wire_json
 
     where = _paths()
     conn = _open_existing(where.db)
@@ -201,10 +235,11 @@ def show(limit: int | None, raw: bool) -> None:
     finally:
         if conn is not None:
             conn.close()
-    items = [wire_json(Row(*row)) for row in reversed(rows)]
-    body = batch_body(config.settings().api_key, [item for item in items if item is not None])
+    parts = [(Row(*row), wire_json(Row(*row))) for row in reversed(rows)]
+    valid = [(row, item) for row, item in parts if item is not None]
+    body = part_body(_destination(where).api_key or "", valid)
     click.echo(body.decode() if raw else json.dumps(json.loads(body), indent=2))
-    invalid = items.count(None)
+    invalid = len(parts) - len(valid)
     if invalid:
         click.echo(f"{invalid} invalid events would be dropped, not sent", err=True)
 
@@ -242,7 +277,13 @@ def flush() -> None:
         line += f", {outcome.dropped} dropped (too old, invalid or rejected)"
     click.echo(line)
     if reason == "refused-host":
-        raise click.ClickException(f"refusing to send to {config.settings().host}: https required")
+        host = _destination(where).host
+        raise click.ClickException(f"refusing to send to {host}: https required")
+    if reason == "no-api-key":
+        raise click.ClickException(
+            "no PostHog API key (the application gives none and VISIVO_POSTHOG_API_KEY is "
+            "unset): nothing sent; the events stay in the spool"
+        )
     if outcome.failed:
         error = _last_error(where.db)
         raise click.ClickException(

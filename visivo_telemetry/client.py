@@ -108,13 +108,23 @@ class Telemetry:
         version: str,
         project_dir: str | os.PathLike[str] | None = ".",
         *,
+        api_key: str | None = None,
+        host: str | None = None,
         long_running: bool = False,
     ) -> None:
+        """`api_key` and `host` are the application's PostHog project key and ingestion host.
+
+        The user's `VISIVO_POSTHOG_API_KEY` / `VISIVO_POSTHOG_HOST` (or `~/.visivo/config.yml`)
+        override them. With no key from either, nothing is recorded or sent.
+        """
         self.version = str(version)
+        self.api_key = api_key
+        self.host = host
         self.long_running = long_running
         self._pid = os.getpid()
         self._conn: Any = None
         self._spawned = False
+        self._destination_saved = False
         self._children: list[int] = []
         self._since_spawn = 0
         self._last_spawn = 0.0
@@ -124,7 +134,7 @@ class Telemetry:
             decision = config.decide(project_dir)
             self.paths = config.paths()
             if decision.enabled and self.paths is not None:
-                self.settings = config.settings()
+                self.settings = config.settings(None, api_key, host)
             elif self.paths is not None:
                 spool.purge(self.paths.db)
         except Exception:
@@ -146,9 +156,19 @@ class Telemetry:
         """Print events instead of spooling them; never turns on telemetry that is off."""
         return bool(self.enabled and self.settings is not None and self.settings.debug)
 
+    @property
+    def _sends(self) -> bool:
+        """Whether this process spools events and starts senders (on, not debug, has a key)."""
+        return self._has_key and not self.debug
+
+    @property
+    def _has_key(self) -> bool:
+        """Whether telemetry is on and someone gave a usable key (nothing is sent without)."""
+        return bool(self.enabled and self.settings is not None and not self.settings.key_error)
+
     def notice(self) -> str | None:
         """The first-run notice to print to stderr, once per machine; None when not to show."""
-        if not self.enabled:
+        if not self._has_key:
             return None
         try:
             from .notice import first_run_notice
@@ -223,10 +243,15 @@ class Telemetry:
         if self.debug:
             self._print_debug(event)
             return
+        if not self._has_key:
+            return
         with _SPOOL_LOCK:
             conn = self._connection()
             if conn is not None:
                 spool.append(conn, event)
+                if not self._destination_saved:
+                    spool.remember_destination(conn, self.api_key, self.host)
+                    self._destination_saved = True
 
     @staticmethod
     def _print_debug(event: events.Event) -> None:
@@ -251,7 +276,7 @@ class Telemetry:
     def finish(self) -> None:
         """End of a CLI command: start the sender if events wait (at most once per process)."""
         self._adopt_fork()
-        if self._spawned or not self.enabled or self.debug:
+        if self._spawned or not self._sends:
             return
         try:
             self._start_sender_if_needed(respect_backoff=True)
@@ -260,7 +285,7 @@ class Telemetry:
 
     def maybe_start_sender(self, force: bool = False) -> None:
         """For long-running hosts: start a sender when a batch is ready or the interval passed."""
-        if not self.enabled or self.debug:
+        if not self._sends:
             return
         due = self._since_spawn >= SERVER_BATCH_READY or (
             self._since_spawn and time.monotonic() - self._last_spawn >= SERVER_SPAWN_INTERVAL_S

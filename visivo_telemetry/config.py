@@ -1,9 +1,14 @@
-"""Decide whether telemetry is on, and read the settings only the user may set.
+"""Decide whether telemetry is on, and where events go.
 
 Precedence (first opt-out wins): environment, the project's `project.visivo.yml`, the user's
 `~/.visivo/config.yml`, then on. Only an opt-out decides: nothing found lower in the list can
 be overridden by a "true" higher up, so a cloned repository cannot turn telemetry back on.
 An unclear or unreadable answer where the user wrote about telemetry counts as "off".
+
+The destination (PostHog project key and host) is the application's, given in code; the user
+may override it in the environment or `~/.visivo/config.yml`, a project file never can. The
+library ships no key: capture answers 200 to any well-formed key, so a wrong default would
+lose every event with a success.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ if TYPE_CHECKING:
 
 PROJECT_FILE = "project.visivo.yml"
 DEFAULT_HOST = "https://us.i.posthog.com"
-DEFAULT_API_KEY = "phc_visivo_public_telemetry_key"
+"""Where a key goes when nobody names a host: PostHog's US cloud, as posthog-python does."""
+
+INGESTION_HOSTS = {
+    "https://app.posthog.com": "https://us.i.posthog.com",
+    "https://us.posthog.com": "https://us.i.posthog.com",
+    "https://eu.posthog.com": "https://eu.i.posthog.com",
+}
+"""PostHog's app hosts do not ingest events; posthog-python maps them to these."""
+
+MAX_API_KEY = 64
+PERSONAL_KEY_PREFIX = "phx_"
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off", "n"})
@@ -42,13 +57,23 @@ class Decision(Record):
 
 
 class Settings(Record):
-    """Where events go and how; resolved from the environment or the user's config only."""
+    """Where events go and how: the user's choice, else the application's.
 
-    _fields = ("host", "api_key", "debug", "host_error")
+    `host_error` / `key_error` say why nothing may be sent (None when it may); `key_source`
+    names who gave the key (`env`, `global`, `application`, or None when nobody did).
+    """
+
+    _fields = ("host", "api_key", "debug", "host_error", "key_error", "key_source")
+    _defaults = (None, None)
 
     @property
     def batch_url(self) -> str:
         return self.host.rstrip("/") + "/batch/"
+
+    @property
+    def error(self) -> str | None:
+        """Why nothing may be sent to this destination, or None when it may."""
+        return self.key_error or self.host_error
 
 
 def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
@@ -319,8 +344,35 @@ def check_host(host: str) -> str | None:
     return None
 
 
-def settings(env: dict[str, str] | os._Environ[str] | None = None) -> Settings:
-    """Destination, key and debug switch, from the environment, else `~/.visivo/config.yml`.
+def ingestion_host(host: str) -> str:
+    """`host` without a trailing slash, with PostHog's app hosts mapped to their ingestion hosts."""
+    stripped = host.strip().rstrip("/")
+    return INGESTION_HOSTS.get(stripped.lower(), stripped)
+
+
+def check_api_key(api_key: str | None) -> str | None:
+    """Why `api_key` cannot be a PostHog project key (None when it can).
+
+    The shape capture checks: present, at most 64 characters, printable, not a personal key.
+    Capture cannot tell whether a project owns the key, so a well-formed wrong key still loses
+    everything; that is why the application, not this library, provides it.
+    """
+    if not api_key:
+        return "no API key: the application gives none and the user sets none"
+    if len(api_key) > MAX_API_KEY or not api_key.isascii() or not api_key.isprintable():
+        return "not a PostHog project API key"
+    if api_key.startswith(PERSONAL_KEY_PREFIX):
+        return "a personal API key, not a project API key"
+    return None
+
+
+def settings(
+    env: dict[str, str] | os._Environ[str] | None = None,
+    app_api_key: str | None = None,
+    app_host: str | None = None,
+) -> Settings:
+    """Destination, key and debug switch: the environment, else `~/.visivo/config.yml`, else
+    what the application passed in code.
 
     Never from a project file: a cloned repository must not be able to redirect telemetry.
     """
@@ -330,14 +382,21 @@ def settings(env: dict[str, str] | os._Environ[str] | None = None) -> Settings:
     except Unreadable:
         mapping = {}
 
-    def pick(env_name: str, key: str, default: str) -> str:
-        value = env.get(env_name)
+    def pick(env_name: str, key: str) -> tuple[str | None, str | None]:
+        value = (env.get(env_name) or "").strip()
         if value:
-            return value
+            return value, "env"
         value = mapping.get(key)
-        return str(value) if value not in (None, "") else default
+        if value not in (None, "") and str(value).strip():
+            return str(value).strip(), "global"
+        return None, None
 
-    host = pick("VISIVO_POSTHOG_HOST", "posthog_host", DEFAULT_HOST).strip()
-    api_key = pick("VISIVO_POSTHOG_API_KEY", "posthog_api_key", DEFAULT_API_KEY).strip()
-    debug = word(pick("VISIVO_TELEMETRY_DEBUG", "telemetry_debug", "0")) is True
-    return Settings(host, api_key, debug, check_host(host))
+    api_key, key_source = pick("VISIVO_POSTHOG_API_KEY", "posthog_api_key")
+    if api_key is None and app_api_key and str(app_api_key).strip():
+        api_key, key_source = str(app_api_key).strip(), "application"
+    host, _ = pick("VISIVO_POSTHOG_HOST", "posthog_host")
+    if host is None:
+        host = str(app_host).strip() if app_host and str(app_host).strip() else DEFAULT_HOST
+    host = ingestion_host(host)
+    debug = word(pick("VISIVO_TELEMETRY_DEBUG", "telemetry_debug")[0] or "0") is True
+    return Settings(host, api_key, debug, check_host(host), check_api_key(api_key), key_source)

@@ -82,18 +82,30 @@ EVENT_FIELDS: dict[str, dict[str, Field]] = {
     },
 }
 
+UNSPECIFIED_IP = "0.0.0.0"
+
 POSTHOG_FIELDS: dict[str, Any] = {
     "$process_person_profile": False,
     "$geoip_disable": True,
+    "$ip": UNSPECIFIED_IP,
     "$lib": LIB_NAME,
 }
-"""Fixed PostHog control properties: no person profile, no GeoIP lookup of the sender's IP."""
+"""Fixed PostHog control properties: no person profile, no GeoIP lookup, no IP address stored.
+
+PostHog stores the request's source address as `$ip` whenever an event's own `$ip` is absent
+or empty (`$geoip_disable` only skips the location lookup), so every event names the
+unspecified address instead."""
 
 LIB_VERSION_KEY = "$lib_version"
 
 CONTROL_FIELDS: dict[str, Field] = {
     "$process_person_profile": Field("`false`", True, "PostHog makes no person profile"),
     "$geoip_disable": Field("`true`", True, "PostHog does not locate the sender's IP address"),
+    "$ip": Field(
+        f"`{UNSPECIFIED_IP}`",
+        True,
+        "the unspecified address, stored by PostHog in place of the connection's source address",
+    ),
     "$lib": Field(f"`{LIB_NAME}`", True, "which library sent the event"),
     LIB_VERSION_KEY: Field("string", True, "version of this library"),
 }
@@ -194,13 +206,35 @@ def _is_number(value: object) -> bool:
     return value == value and 0 <= value < 1e12
 
 
-def _is_uuid4(value: object) -> bool:
+def is_uuid(value: object) -> bool:
+    """A canonical 8-4-4-4-12 lowercase hex uuid: capture rejects a whole request for one
+    that is not, and we only ever make lowercase ones."""
     return (
         isinstance(value, str)
         and len(value) == 36
         and [len(part) for part in value.split("-")] == [8, 4, 4, 4, 12]
         and _LOWER_HEX.issuperset(value.replace("-", ""))
-        and value[14] == "4"
+    )
+
+
+def _is_uuid4(value: object) -> bool:
+    return is_uuid(value) and value[14] == "4"
+
+
+def is_timestamp(value: object) -> bool:
+    """An ISO 8601 UTC time as the spool stores it: `2026-11-28T10:00:00.123Z`."""
+    if not isinstance(value, str) or len(value) != 24:
+        return False
+    digits = value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
+    return (
+        value[4] + value[7] + value[10] + value[13] + value[16] + value[19] + value[23] == "--T::.Z"
+        and (digits + value[20:23]).isascii()
+        and (digits + value[20:23]).isdigit()
+        and "01" <= value[5:7] <= "12"
+        and "01" <= value[8:10] <= "31"
+        and value[11:13] <= "23"
+        and value[14:16] <= "59"
+        and value[17:19] <= "60"
     )
 
 

@@ -164,6 +164,31 @@ def backoff_allows(conn: sqlite3.Connection, now: float | None = None) -> bool:
         return True
 
 
+APP_KEY_STATE = "app_api_key"
+APP_HOST_STATE = "app_host"
+
+
+def destination(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The PostHog key and host of the application that last recorded here (None if unknown).
+
+    A sender may be started by a process that never saw the application's code (`flush`,
+    another host); it sends where the application that recorded the events said.
+    """
+    found = dict(
+        conn.execute(
+            "SELECT key, value FROM state WHERE key IN (?, ?)", (APP_KEY_STATE, APP_HOST_STATE)
+        ).fetchall()
+    )
+    return found.get(APP_KEY_STATE), found.get(APP_HOST_STATE)
+
+
+def remember_destination(conn: sqlite3.Connection, api_key: str | None, host: str | None) -> None:
+    """Store the application's key and host for later senders; writes only when they change."""
+    if api_key and destination(conn) != (api_key, host):
+        set_state(conn, APP_KEY_STATE, api_key)
+        set_state(conn, APP_HOST_STATE, host)
+
+
 SPAWN_GRACE_S = 3.0
 """How long hosts trust a sender that was just started to take the lock and drain their rows."""
 
