@@ -100,6 +100,7 @@ def drain(base: Path, collector, events: int) -> list[Row]:
     key = "bench-drain"
     env = child_env(home, collector.url, key)
     filled = _worker(["fill", str(events)], env, base)
+    first_request = len(collector.requests()) + 1
     sent, seconds, rss_mb, cpu_s, wall_s = _run_drain(env, base)
     rate = sent.get("sent", 0) / seconds if seconds else 0.0
     got = arrived(collector.db_path, key)
@@ -116,7 +117,34 @@ def drain(base: Path, collector, events: int) -> list[Row]:
             events=f"{got:,}/{events:,} arrived; {spooled(home):,} left "
             f"({sent.get('stopped', '?')})",
             target=verdict(ok, "≥ 20,000 events/s, ≤ 60 MB"),
-        )
+        ),
+        *_wire_rows(collector.requests()[first_request - 1 :]),
+    ]
+
+
+def _wire_rows(requests: list[dict]) -> list[Row]:
+    """Bytes per event on the wire, gzip as sent and the same JSON uncompressed, from the
+    receiver's log of the drain's batches (request bodies; HTTP headers not counted)."""
+    accepted = [r for r in requests if r["status"] == 200 and r["n_events"]]
+    events = sum(r["n_events"] for r in accepted)
+    if not events:
+        return []
+    gzipped = sum(r["body_bytes"] for r in accepted) / events
+    plain = sum(r["json_bytes"] for r in accepted) / events
+    batches = f"{len(accepted):,} batches, {events:,} events"
+    return [
+        Row(
+            "Wire: request body bytes per event (drain)",
+            "JSON, uncompressed",
+            f"{plain:.0f} B",
+            events=batches,
+        ),
+        Row(
+            "Wire: request body bytes per event (drain)",
+            "gzip, as sent",
+            f"{gzipped:.0f} B ({plain / gzipped:.1f}× smaller)",
+            events=batches,
+        ),
     ]
 
 

@@ -137,6 +137,19 @@ def main() -> int:
             f"  {p['command']:<10} args={p['command_args']} success={p['success']} "
             f"error_type={p['error_type']} duration_ms={p['duration_ms']}"
         )
+    keys = sorted({event["api_key"] for event in received})
+    ips = sorted({event["properties"].get("$ip") for event in received})
+    print(f"\n  api_key as the CLI passes it in code (scripts/visivo_cli.py): {', '.join(keys)}")
+    print(f"  $ip of every event, what PostHog keeps instead of the connection's: {', '.join(ips)}")
+    requests = [r for r in receiver.requests() if r["status"] == 200]
+    encodings = sorted({str(r["content_encoding"]) for r in requests})
+    agents = sorted({str(r["user_agent"]) for r in requests})
+    wire = sum(r["body_bytes"] for r in requests)
+    plain = sum(r["json_bytes"] for r in requests)
+    print(
+        f"  {len(requests)} batch requests, Content-Encoding {', '.join(encodings)}, "
+        f"User-Agent {', '.join(agents)}: {wire:,} bytes on the wire for {plain:,} bytes of JSON"
+    )
     stats = receiver.stats()
     receiver.stop()
     expected = len(RUNS) * (rounds + 1)

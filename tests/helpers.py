@@ -53,12 +53,17 @@ def host_code(
     version: str = "1.4.0",
     raise_error: str | None = None,
     metrics: dict | None = None,
+    api_key: str | None = TEST_API_KEY,
+    host: str | None = None,
 ) -> str:
-    """Python source of a minimal host that records one command and exits at once."""
+    """Python source of a minimal host that records one command and exits at once.
+
+    Like Visivo, it passes its PostHog project key (and, if given, host) in code.
+    """
     return textwrap.dedent(
         f"""
         from visivo_telemetry import Telemetry
-        t = Telemetry(version={version!r}, project_dir=".", api_key={TEST_API_KEY!r})
+        t = Telemetry(version={version!r}, project_dir=".", api_key={api_key!r}, host={host!r})
         with t.command({command!r}, {args or []!r}) as cmd:
             cmd.metrics.update({metrics or {}!r})
             if {raise_error!r}:
