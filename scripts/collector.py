@@ -13,8 +13,31 @@ fault modes to exercise the client's retry and spooling logic:
     max-batch:K              batches with more than K events get 413 (persistent)
     reject-command:NAME      batches with an event whose properties.command == NAME get 400
 
+Fault modes come first: ``fail``, ``blackhole`` and ``reset`` act before the body is judged.
+
+What it accepts is what PostHog's capture service accepts (github.com/PostHog/posthog,
+``rust/capture/src``; each rule below names its source file), plus two checks the project
+asked for on top (canonical uuids, ISO 8601 timestamps):
+
+- the body may be gzipped (``Content-Encoding: gzip``, or just gzip magic bytes); a body that
+  will not decompress, is not UTF-8 or is not JSON of the batch shape gets 400;
+- the project token (``api_key``, alias ``token``) must pass capture's shape check, else 401
+  for the whole request (empty, over 64 bytes, non-ASCII, a ``phx_`` personal key, NUL);
+- every item needs a non-empty ``event`` and a distinct id, and a ``uuid`` / ``timestamp``
+  when present must be well formed; one bad item gets 400 and nothing of that request is kept;
+- ``historical_migration`` (a boolean) is accepted and recorded with the request and events;
+- like PostHog, an event whose ``properties.$ip`` is absent or falsy is stored with the
+  request's source address as ``$ip``; a ``$ip`` that was sent is kept as is.
+
+Two deliberate differences from PostHog: real capture does not de-duplicate (every delivery
+is an event), whereas this store keeps one row per uuid and counts receipts in
+``times_received`` so tests can count duplicate deliveries; and there are no quotas (capture
+answers 200 for a project over its quota and drops the events, so a client cannot tell).
+
 Every answer sets a sticky-session cookie, as a load balancer in front of PostHog may; each
 request's ``Cookie`` header is logged, so tests can prove the sender never sends one back.
+The ``requests`` table also logs ``Content-Encoding``, ``User-Agent``, ``historical_migration``
+and both sizes: ``body_bytes`` on the wire and ``json_bytes`` after decompression.
 
 Control endpoints: ``POST /_control/mode`` with ``{"mode": "..."}`` and ``GET /_control/stats``.
 
@@ -24,10 +47,10 @@ is imported lazily by the server side.
 """
 
 import argparse
-import gzip
 import ipaddress
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -43,18 +66,18 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 BATCH_PATHS = frozenset({"/batch", "/batch/"})
 MODE_PATH = "/_control/mode"
 STATS_PATH = "/_control/stats"
 STICKY_COOKIE = "collector_sticky"
-EVENT_STRING_FIELDS = ("event", "uuid", "timestamp", "distinct_id")
 HOLD_POLL_SECONDS = 0.2  # how often a blackholed request checks for client/server going away
 
 
@@ -167,43 +190,345 @@ class ModeSwitch:
 
 
 # --------------------------------------------------------------------------- validation
+#
+# What PostHog's capture service (github.com/PostHog/posthog, ``rust/capture/src``) accepts on
+# ``/batch/``, checked in capture's order: decode the body (400), parse its shape with serde
+# (400), validate the token (401), then check each event (400). One bad item fails the whole
+# request, as ``process_events`` collects with ``?`` and nothing reaches the sink.
 
 
-class BadRequest(Exception):
-    """The request body cannot be accepted; the message goes into the 400 answer."""
+class Rejected(Exception):
+    """The request cannot be accepted; ``status`` and the message go into the answer."""
+
+    status = 400
+
+
+class BadRequest(Rejected):
+    """400: capture's RequestDecodingError, RequestParsingError, MissingEventName,
+    MissingDistinctId (capture: api.rs maps them to BAD_REQUEST)."""
+
+
+class Unauthorized(Rejected):
+    """401: capture's TokenValidationError (capture: api.rs maps it to UNAUTHORIZED)."""
+
+    status = 401
+
+
+GZIP_MAGIC = b"\x1f\x8b\x08"  # capture: common_compression has_gzip_magic_header
+GZIP_HINTS = frozenset({"gzip", "gzip-js"})  # capture: utils.rs extract_compression
+TOKEN_FIELD = ("token", "api_key")  # capture: v0_request.rs BatchedRequest, alias "api_key"
+EVENT_TOKEN_FIELD = ("token", "$token", "api_key")  # capture: common/types event.rs RawEvent
+DISTINCT_ID_FIELD = ("distinct_id", "$distinct_id")  # capture: common/types event.rs RawEvent
+TOKEN_MAX_BYTES = 64  # capture: token.rs validate_token
+PERSONAL_API_KEY_PREFIX = "phx_"  # capture: token.rs validate_token
+DISTINCT_ID_MAX_BYTES = 200  # capture: common/types event.rs extract_distinct_id
+# Rust's str::trim strips Unicode White_Space, a slightly different set from str.strip()'s.
+RUST_WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+UUID_CANONICAL = re.compile(
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+DATETIME_ISO = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})[Tt ]"
+    r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:[.,][0-9]+)?)?"
+    r"(?:[Zz]|[+-](?P<tz_hour>[0-9]{2})(?::?(?P<tz_minute>[0-9]{2}))?)?"
+)
+SURROGATES = re.compile("[\ud800-\udfff]")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One accepted batch item, as capture hands it on: uuid filled in, distinct id a string."""
+
+    uuid: str
+    event: str
+    timestamp: str | None
+    distinct_id: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """An accepted ``/batch/`` body."""
+
+    token: str
+    historical_migration: bool | None
+    sent_at: str | None
+    items: list[Item]
+
+
+def compression_param(path: str) -> str | None:
+    """The ``?compression=`` hint of the request URL, if any (capture: v0_request.rs EventQuery)."""
+    values = parse_qs(urlsplit(path).query).get("compression")
+    return values[-1] if values else None
+
+
+def decompress(body: bytes, content_encoding: str | None, hint: str | None = None) -> bytes:
+    """Undo gzip when capture would: a ``compression`` query hint, a ``Content-Encoding`` of
+    exactly ``gzip``/``gzip-js``, or a body starting with the gzip magic bytes; anything else is
+    taken as plain text, whatever the header says.
+
+    capture: utils.rs extract_compression, payload/decompression.rs decompress_payload and
+    decompress_gzip_to_bytes (flate2's GzDecoder: first gzip member only, CRC checked).
+    """
+    gzipped = (
+        (hint is not None and hint.lower() in GZIP_HINTS)
+        or content_encoding in GZIP_HINTS
+        or body.startswith(GZIP_MAGIC)
+    )
+    if not gzipped:
+        return body
+    decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = decoder.decompress(body)
+    except zlib.error as exc:
+        raise BadRequest(f"failed to decode request: invalid GZIP data ({exc})") from None
+    if not decoder.eof:
+        raise BadRequest("failed to decode request: invalid GZIP data (truncated)")
+    return data
+
+
+class _RepeatedKeys(dict):
+    """A JSON object whose text repeated a key: json.loads keeps the last, serde refuses it."""
+
+    repeated: frozenset[str] = frozenset()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    flagged = _RepeatedKeys(obj)
+    flagged.repeated = frozenset(k for k, _ in pairs if k in seen or seen.add(k))
+    return flagged
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # serde_json refuses NaN and Infinity
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """Lone UTF-16 surrogates (from ``\\ud800`` escapes) become U+FFFD, as capture's
+    passes/invalid_surrogates.rs does before parsing."""
+    if isinstance(value, str):
+        return SURROGATES.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        fixed = {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+        if isinstance(value, _RepeatedKeys):
+            fixed = _RepeatedKeys(fixed)
+            fixed.repeated = value.repeated
+        return fixed
+    return value
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict UTF-8 JSON, as serde_json reads it (capture: payload/decompression.rs
+    ``String::from_utf8``, then v0_request.rs ``serde_json::from_str``)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("failed to decode request: invalid UTF8 in request payload") from None
+    try:
+        payload = json.loads(text, object_pairs_hook=_json_object, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"failed to parse request: {exc}") from None
+    if SURROGATE_ESCAPE.search(text):  # may over-match (an escaped backslash): harmless
+        payload = _replace_surrogates(payload)
+    return payload
 
 
 def decode_body(raw: bytes, content_encoding: str | None) -> Any:
-    """Undo optional gzip and parse JSON."""
-    if (content_encoding or "").strip().lower() == "gzip":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise BadRequest(f"body is not valid gzip: {exc}") from None
+    """Undo optional gzip and parse JSON (used by the control endpoint too)."""
+    return parse_json(decompress(raw, content_encoding))
+
+
+def _field(obj: dict[str, Any], names: tuple[str, ...], where: str) -> Any:
+    """A struct field serde knows under several names; given twice, serde refuses the body.
+
+    Returns None when absent or null (serde's ``Option``).
+    """
+    present = [name for name in names if name in obj]
+    if len(present) > 1 or any(name in getattr(obj, "repeated", ()) for name in present):
+        raise BadRequest(f"failed to parse request: duplicate field `{names[0]}` in {where}")
+    return obj[present[0]] if present else None
+
+
+def _optional(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
+    value = _field(obj, (name,), where)
+    if value is not None and not isinstance(value, kind):
+        raise BadRequest(f"failed to parse request: {where}.{name} must be a {kind.__name__}")
+    return value
+
+
+def validate_token(token: str) -> str:
+    """The token's shape, trimmed; it may still name no project (capture: token.rs
+    validate_token; checked in this order). Any failure is a 401 for the whole request."""
+    token = token.strip(RUST_WHITESPACE)
+    if not token:
+        reason = "empty"
+    elif len(token.encode("utf-8", "surrogatepass")) > TOKEN_MAX_BYTES:
+        reason = "too_long"
+    elif not token.isascii():
+        reason = "not_ascii"
+    elif token.startswith(PERSONAL_API_KEY_PREFIX):
+        reason = "personal_api_key"
+    elif "\0" in token:
+        reason = "null_byte"
+    else:
+        return token
+    raise Unauthorized(f"API key is not valid: {reason}")
+
+
+def extract_distinct_id(raw: dict[str, Any], properties: dict[str, Any]) -> str | None:
+    """capture: common/types event.rs RawEvent::extract_distinct_id.
+
+    Top-level ``distinct_id`` (or ``$distinct_id``), else ``properties.distinct_id``; a
+    non-string is stringified as compact JSON; NUL becomes U+FFFD; empty means missing; longer
+    than 200 bytes is cut to 200 characters.
+    """
+    value = _field(raw, DISTINCT_ID_FIELD, "event")
+    if value is None:
+        value = properties.get("distinct_id")
+        if value is None:
+            return None
+    if not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    value = value.replace("\0", "\ufffd")
+    if len(value.encode("utf-8", "surrogatepass")) > DISTINCT_ID_MAX_BYTES:
+        value = value[:DISTINCT_ID_MAX_BYTES]
+    return value or None
+
+
+def is_iso_datetime(text: str) -> bool:
+    """An ISO 8601 / RFC 3339 date and time (``2026-01-31T12:00:00.123Z``, offset optional)."""
+    match = DATETIME_ISO.fullmatch(text)
+    if match is None:
+        return False
+    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        datetime(
+            parts["year"], parts["month"], parts["day"], parts["hour"], parts["minute"],
+            min(parts.get("second", 0), 59),  # RFC 3339 allows a leap second
+        )  # fmt: skip
+    except ValueError:
+        return False
+    return parts.get("tz_hour", 0) < 24 and parts.get("tz_minute", 0) < 60
 
 
-def validate_batch(payload: Any) -> None:
-    """Check the PostHog batch shape the client library is expected to send."""
+def new_uuid7() -> str:
+    """What capture gives an event sent without a uuid (capture: utils.rs uuid_v7)."""
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def validate_batch(payload: Any) -> Batch:
+    """Accept a ``/batch/`` body as capture would, or raise BadRequest (400) / Unauthorized (401).
+
+    Stages, in capture's order (capture: payload/analytics.rs handle_event_payload, then
+    events/analytics.rs process_events):
+
+    1. serde shape (v0_request.rs BatchedRequest, common/types event.rs RawEvent) -> 400:
+       an object with a string ``api_key`` (or ``token``, its alias; both at once, or a key
+       repeated, is a parse error), ``batch`` a list of objects, optional bool
+       ``historical_migration``, optional string ``sent_at``; per item a string ``event``,
+       optional string ``timestamp``, optional string per-event token (ignored for batches:
+       utils.rs extract_and_verify_token gives the batch token precedence), and ``uuid``.
+       Stricter than capture on request of the project: ``uuid``, when present, must be the
+       canonical 8-4-4-4-12 hex form (capture's Uuid::parse_str also takes braces, urn: and
+       32 bare hex digits, and reads "" as absent); ``properties`` must be an object (capture
+       defaults a missing one to {}).
+    2. token shape (token.rs validate_token) -> 401.
+    3. per event (events/analytics.rs process_single_event) -> 400: a non-empty event name,
+       a distinct id (extract_distinct_id). Stricter than capture on request of the project:
+       ``timestamp``, when present, must be an ISO 8601 / RFC 3339 datetime (capture passes it
+       on and ingestion falls back to "now": common/types timestamp.rs parse_event_timestamp).
+    """
     if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object")
-    api_key = payload.get("api_key")
-    if not isinstance(api_key, str) or not api_key:
-        raise BadRequest("api_key must be a non-empty string")
-    batch = payload.get("batch")
-    if not isinstance(batch, list):
-        raise BadRequest("batch must be a list")
-    for index, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise BadRequest(f"batch[{index}] must be an object")
-        for field in EVENT_STRING_FIELDS:
-            if not isinstance(item.get(field), str):
-                raise BadRequest(f"batch[{index}].{field} must be a string")
-        if not isinstance(item.get("properties"), dict):
-            raise BadRequest(f"batch[{index}].properties must be an object")
+        raise BadRequest("failed to parse request: body must be a JSON object with a batch")
+    token = _field(payload, TOKEN_FIELD, "body")
+    if not isinstance(token, str):
+        raise BadRequest("failed to parse request: api_key must be a string")
+    historical_migration = _optional(payload, "historical_migration", bool, "body")
+    sent_at = _optional(payload, "sent_at", str, "body")
+    raw_items = _field(payload, ("batch",), "body")
+    if not isinstance(raw_items, list):
+        raise BadRequest("failed to parse request: batch must be a list")
+    for index, raw in enumerate(raw_items):
+        where = f"batch[{index}]"
+        if not isinstance(raw, dict):
+            raise BadRequest(f"failed to parse request: {where} must be an object")
+        if not isinstance(_field(raw, ("event",), where), str):
+            raise BadRequest(f"failed to parse request: {where}.event must be a string")
+        event_token = _field(raw, EVENT_TOKEN_FIELD, where)
+        if event_token is not None and not isinstance(event_token, str):
+            raise BadRequest(f"failed to parse request: {where}.api_key must be a string")
+        _field(raw, DISTINCT_ID_FIELD, where)
+        _optional(raw, "timestamp", str, where)
+        event_uuid = _optional(raw, "uuid", str, where)
+        if event_uuid is not None and not UUID_CANONICAL.fullmatch(event_uuid):
+            raise BadRequest(f"failed to parse request: {where}.uuid is not a canonical uuid")
+        if not isinstance(_field(raw, ("properties",), where), dict):
+            raise BadRequest(f"failed to parse request: {where}.properties must be an object")
+
+    token = validate_token(token)
+
+    items = []
+    for index, raw in enumerate(raw_items):
+        where = f"batch[{index}]"
+        if not raw["event"]:
+            raise BadRequest(f"event submitted with an empty event name ({where})")
+        properties = raw["properties"]
+        distinct_id = extract_distinct_id(raw, properties)
+        if distinct_id is None:
+            raise BadRequest(f"event submitted without a distinct_id ({where})")
+        timestamp = raw.get("timestamp")
+        if timestamp is not None and not is_iso_datetime(timestamp):
+            raise BadRequest(f"{where}.timestamp is not an ISO 8601 datetime")
+        event_uuid = raw.get("uuid")
+        items.append(
+            Item(
+                uuid=event_uuid.lower() if event_uuid is not None else new_uuid7(),
+                event=raw["event"],
+                timestamp=timestamp,
+                distinct_id=distinct_id,
+                properties=properties,
+            )
+        )
+    return Batch(token, historical_migration, sent_at, items)
+
+
+def historical_flag(payload: Any) -> int | None:
+    """``historical_migration`` of a body as 0/1, or None when absent, null or not a bool."""
+    value = payload.get("historical_migration") if isinstance(payload, dict) else None
+    return int(value) if isinstance(value, bool) else None
+
+
+def is_falsy_in_javascript(value: Any) -> bool:
+    """How ingestion's ``!properties['$ip']`` reads a JSON value: arrays and objects are truthy."""
+    if value is None or isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value == 0 or value != value
+    if isinstance(value, str):
+        return not value
+    return False
+
+
+def with_source_ip(properties: dict[str, Any], client_ip: str) -> dict[str, Any]:
+    """The properties PostHog stores: ``$ip`` becomes the request's source address whenever
+    the event's own ``$ip`` is absent or falsy (ingestion: nodejs/src/utils/event.ts
+    sanitizeEvent, fed by capture's client IP, events/analytics.rs ``ip: resolved_ip``)."""
+    if not is_falsy_in_javascript(properties.get("$ip")):
+        return properties
+    return {**properties, "$ip": client_ip}
 
 
 def count_events(payload: Any) -> int:
@@ -213,15 +538,46 @@ def count_events(payload: Any) -> int:
     return 0
 
 
-def has_command(payload: dict[str, Any], command: str) -> bool:
-    return any(item["properties"].get("command") == command for item in payload["batch"])
+def has_command(batch: Batch, command: str) -> bool:
+    return any(item.properties.get("command") == command for item in batch.items)
 
 
 # --------------------------------------------------------------------------- store
 
 
 class Store:
-    """SQLite store shared by all handler threads; every access is serialized by one lock."""
+    """SQLite store shared by all handler threads; every access is serialized by one lock.
+
+    Unlike PostHog (which stores every delivery), ``events`` keeps one row per uuid and counts
+    deliveries in ``times_received``, so tests can see duplicates without wading through them.
+    """
+
+    EVENT_COLUMNS: dict[str, type] = {
+        "uuid": str,
+        "event": str,
+        "timestamp": str,
+        "distinct_id": str,
+        "properties": str,
+        "api_key": str,
+        "sent_at": str,
+        "received_at": str,
+        "times_received": int,
+        "historical_migration": int,  # 0/1/NULL, of the request that first delivered it
+    }
+    REQUEST_COLUMNS: dict[str, type] = {
+        "id": int,
+        "received_at": str,
+        "path": str,
+        "status": int,
+        "n_events": int,
+        "body_bytes": int,  # on the wire (compressed size when gzipped)
+        "json_bytes": int,  # after decompression; NULL when the body would not decompress
+        "mode": str,
+        "cookie": str,
+        "content_encoding": str,
+        "user_agent": str,
+        "historical_migration": int,  # 0/1/NULL
+    }
 
     def __init__(self, path: str | Path) -> None:
         import sqlite_utils  # lazy: the test-side helper must stay cheap to import
@@ -231,58 +587,41 @@ class Store:
         self._db = sqlite_utils.Database(self._conn)
         self._db.enable_wal()  # lets tests read while the server writes
         self._conn.execute("PRAGMA synchronous=NORMAL")  # a test receiver need not fsync
-        self._db["events"].create(
-            {
-                "uuid": str,
-                "event": str,
-                "timestamp": str,
-                "distinct_id": str,
-                "properties": str,
-                "api_key": str,
-                "sent_at": str,
-                "received_at": str,
-                "times_received": int,
-            },
-            pk="uuid",
-            if_not_exists=True,
-        )
-        self._db["requests"].create(
-            {
-                "id": int,
-                "received_at": str,
-                "path": str,
-                "status": int,
-                "n_events": int,
-                "body_bytes": int,
-                "mode": str,
-                "cookie": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
+        for name, columns, pk in (
+            ("events", self.EVENT_COLUMNS, "uuid"),
+            ("requests", self.REQUEST_COLUMNS, "id"),
+        ):
+            table = self._db[name]
+            table.create(columns, pk=pk, if_not_exists=True)
+            existing = table.columns_dict  # a file written by an older collector: add columns
+            for column, kind in columns.items():
+                if column not in existing:
+                    table.add_column(column, kind)
         self._conn.commit()
         self._closed = False
 
-    def add_events(self, payload: dict[str, Any], received_at: str) -> None:
-        """Store a validated batch; a uuid seen before only bumps ``times_received``."""
+    def add_events(self, batch: Batch, received_at: str, client_ip: str) -> None:
+        """Store an accepted batch; a uuid seen before only bumps ``times_received``."""
         sql = (
             "INSERT INTO events (uuid, event, [timestamp], distinct_id, properties, api_key,"
-            " sent_at, received_at, times_received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
+            " sent_at, received_at, times_received, historical_migration)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
             " ON CONFLICT(uuid) DO UPDATE SET times_received = times_received + 1"
         )
-        sent_at = payload.get("sent_at")
+        flag = None if batch.historical_migration is None else int(batch.historical_migration)
         rows = [
             (
-                item["uuid"],
-                item["event"],
-                item["timestamp"],
-                item["distinct_id"],
-                json.dumps(item["properties"]),
-                payload["api_key"],
-                sent_at if isinstance(sent_at, str) else None,
+                item.uuid,
+                item.event,
+                item.timestamp,
+                item.distinct_id,
+                json.dumps(with_source_ip(item.properties, client_ip)),
+                batch.token,
+                batch.sent_at,
                 received_at,
+                flag,
             )
-            for item in payload["batch"]
+            for item in batch.items
         ]
         with self._lock:
             if self._closed:
@@ -409,13 +748,17 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     def _handle_batch(self, route: str, body: bytes) -> None:
         received_at = utc_now()
+        content_encoding = self.headers.get("Content-Encoding")
+        data: bytes | None = None
         payload: Any = None
-        error: str | None = None
+        batch: Batch | None = None
+        error: Rejected | None = None
         try:
-            payload = decode_body(body, self.headers.get("Content-Encoding"))
-            validate_batch(payload)
-        except BadRequest as exc:
-            error = str(exc)
+            data = decompress(body, content_encoding, compression_param(self.path))
+            payload = parse_json(data)
+            batch = validate_batch(payload)
+        except Rejected as exc:
+            error = exc
         mode, mode_label = self.server.modes.take()
 
         def log(status: int | None) -> None:
@@ -426,8 +769,12 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     "status": status,
                     "n_events": count_events(payload),
                     "body_bytes": len(body),
+                    "json_bytes": None if data is None else len(data),
                     "mode": mode_label,
                     "cookie": self.headers.get("Cookie"),
+                    "content_encoding": content_encoding,
+                    "user_agent": self.headers.get("User-Agent"),
+                    "historical_migration": historical_flag(payload),
                 }
             )
 
@@ -441,17 +788,18 @@ class CollectorHandler(BaseHTTPRequestHandler):
             log(mode.status)
             extra = {"Retry-After": mode.retry_after} if mode.retry_after is not None else {}
             self._send_json(mode.status, {"error": f"injected failure ({mode_label})"}, extra)
-        elif error is not None:
-            log(400)
-            self._send_json(400, {"error": error})
-        elif mode.kind == "max-batch" and count_events(payload) > mode.limit:
+        elif error is not None or batch is None:
+            log(error.status if error is not None else 500)
+            self._send_json(error.status if error is not None else 500, {"error": str(error)})
+        elif mode.kind == "max-batch" and len(batch.items) > mode.limit:
             log(413)
             self._send_json(413, {"error": f"batch has more than {mode.limit} events"})
-        elif mode.kind == "reject-command" and has_command(payload, mode.command):
+        elif mode.kind == "reject-command" and has_command(batch, mode.command):
             log(400)
             self._send_json(400, {"error": f"command {mode.command!r} rejected"})
         else:
-            self.server.store.add_events(payload, received_at)
+            # Over quota, capture answers 200 and drops the events; no quotas here.
+            self.server.store.add_events(batch, received_at, str(self.client_address[0]))
             log(200)
             if mode.kind == "slow":
                 self.server.stopping.wait(mode.seconds)
