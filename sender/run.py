@@ -20,7 +20,8 @@ from .drain import Drain, Outcome
 from .transport import HttpxTransport, Transport
 
 LIFETIME_S = 30
-"""Hard wall-clock cap of a detached sender, DNS and TLS included (enforced by SIGALRM)."""
+"""Hard wall-clock cap of a detached sender, DNS and TLS included (enforced by SIGALRM, or by
+a watchdog thread where there is none)."""
 DRAIN_BUDGET_S = 25.0
 """Soft deadline: stop claiming new batches well before the hard cap kills us."""
 MAX_HANDOFFS = 10
@@ -49,7 +50,7 @@ def _waiting(db_path: str) -> bool:
 
 
 def _check_in(db_path: str) -> None:
-    """Tell hosts this sender has come and gone: the lock holder will drain their rows."""
+    """Tell hosts this sender is about to try the lock: whoever holds it drains their rows."""
     try:
         conn = spool.connect(db_path)
         try:
@@ -111,11 +112,13 @@ def deliver(
     transport = transport or HttpxTransport()
     try:
         for _ in range(MAX_HANDOFFS):
+            # Checked in before trying the lock: a host that still sees this sender as "starting"
+            # committed its row before we try, so a holder we lose to will see that row.
+            _check_in(where.db)
             lock = FileLock(where.lock, timeout=lock_timeout, mode=0o600)
             try:
                 lock.acquire()
             except Timeout:
-                _check_in(where.db)
                 return None if total == Outcome(0, 0, 0, "empty") else total
 
             def make_drain(conn: sqlite3.Connection) -> Drain:
@@ -150,36 +153,97 @@ def deliver(
             transport.close()
 
 
+_LIFETIME_ENV = "VISIVO_TELEMETRY_SENDER_LIFETIME_S"
+_MIN_LIFETIME_S = 1.0
+
+
+def _lifetime_s() -> float:
+    """This sender's hard cap: `LIFETIME_S`, or less when `VISIVO_TELEMETRY_SENDER_LIFETIME_S` says.
+
+    A private knob, read only here by the detached sender (tests use it to meet the cap in
+    seconds rather than half a minute): a number of seconds, clamped to 1…`LIFETIME_S`, so it
+    can shorten the cap but never lengthen it; anything that is not a number is ignored.
+    """
+    raw = os.environ.get(_LIFETIME_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else float(LIFETIME_S)
+    except ValueError:
+        return float(LIFETIME_S)
+    if value != value:  # NaN
+        return float(LIFETIME_S)
+    return min(max(value, _MIN_LIFETIME_S), float(LIFETIME_S))
+
+
 def _lower_priority() -> None:
     """Yield the CPU to the user's next command, but never starve (hosts lower it too).
 
     Not SCHED_IDLE: on a busy machine an idle-class process may not run for minutes, so it
     could neither honour its lifetime cap nor release a SQLite lock that hosts wait on.
+    Windows has no `os.getpriority`/`os.setpriority`: there this does nothing, the host having
+    created the sender with `BELOW_NORMAL_PRIORITY_CLASS` (`spawn.popen_options`).
     """
+    getpriority = getattr(os, "getpriority", None)
+    setpriority = getattr(os, "setpriority", None)
+    if getpriority is None or setpriority is None:
+        return
     try:
-        current = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, 0, max(current, SENDER_NICENESS))
-    except (AttributeError, OSError):
+        current = getpriority(os.PRIO_PROCESS, 0)
+        setpriority(os.PRIO_PROCESS, 0, max(current, SENDER_NICENESS))
+    except OSError:
         pass
 
 
-def _arm_lifetime_cap() -> None:
-    """SIGALRM with its default action ends the process even inside a blocking DNS lookup."""
+def _arm_lifetime_cap(lifetime_s: float = LIFETIME_S) -> None:
+    """End this process after `lifetime_s` whatever it is doing, a blocking DNS lookup included.
+
+    With SIGALRM (POSIX): an alarm with the default action, which the kernel carries out even
+    while the interpreter is stuck in C code. Without it (Windows), or when arming it fails:
+    a watchdog thread (`_start_watchdog`).
+    """
     try:
         import signal
 
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(LIFETIME_S)
+        alarm = signal.alarm
+        sigalrm = signal.SIGALRM
+    except (ImportError, AttributeError):
+        _start_watchdog(lifetime_s)
+        return
+    try:
+        unblock = getattr(signal, "pthread_sigmask", None)
+        if unblock is not None:
+            unblock(signal.SIG_UNBLOCK, {sigalrm})
+        signal.signal(sigalrm, signal.SIG_DFL)
+        alarm(max(1, int(-(-lifetime_s // 1))))  # whole seconds, rounded up
     except (AttributeError, ValueError, OSError):
-        pass
+        _start_watchdog(lifetime_s)
+
+
+def _start_watchdog(lifetime_s: float) -> None:
+    """A daemon thread that ends the process after `lifetime_s`: the cap where SIGALRM is not.
+
+    The calls a sender blocks in (`getaddrinfo`, connect, recv, SQLite's busy wait) release
+    the GIL, so this thread runs while the main thread waits in one. `os._exit` ends the whole
+    process from any thread at once, running no cleanup that could block in turn; the OS
+    releases the lock, and rows are kept (deleted only after a 2xx), as when SIGALRM ends it.
+    """
+    import threading
+
+    deadline = time.monotonic() + lifetime_s
+
+    def expire() -> None:
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(left)
+        os._exit(0)
+
+    threading.Thread(target=expire, name="visivo-telemetry-lifetime-cap", daemon=True).start()
 
 
 def main() -> None:
     """Entry point of the detached sender: silent, bounded, exits when the spool is empty."""
-    _arm_lifetime_cap()
-    _lower_priority()
     try:
-        deliver(linger_s=LINGER_S)
+        lifetime_s = _lifetime_s()
+        _arm_lifetime_cap(lifetime_s)
+        _lower_priority()
+        deliver(linger_s=LINGER_S, budget_s=DRAIN_BUDGET_S * lifetime_s / LIFETIME_S)
     except BaseException:
         pass

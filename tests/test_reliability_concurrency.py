@@ -7,7 +7,15 @@ import textwrap
 import time
 
 from filelock import FileLock
-from helpers import PYTHON, flush, host_code, run_host, sender_pids, spool_rows, wait_for_senders_to_exit
+from helpers import (
+    PYTHON,
+    flush,
+    host_code,
+    run_host,
+    sender_pids,
+    spool_rows,
+    wait_for_senders_to_exit,
+)
 from reliability_support import spool_count, start_sender
 
 from visivo_telemetry import config

@@ -103,7 +103,13 @@ CLI_FORK = textwrap.dedent(
 
 FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
     """
-    import os, signal, threading
+    import os, signal, threading, warnings
+    # Python 3.12+ warns when a process that runs threads forks; the thread here is this
+    # host's own, so the host silences exactly that warning (telemetry starts no thread).
+    warnings.filterwarnings(
+        "ignore", "This process .* is multi-threaded, use of fork.* may lead to deadlocks",
+        DeprecationWarning,
+    )
     from visivo_telemetry import Telemetry
     t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".", long_running=True)
     stop = threading.Event()

@@ -18,7 +18,38 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_ARCHITECTURES = {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+_ARCHITECTURES = {
+    # 64-bit x86: Linux/macOS `x86_64`, Windows `AMD64` (`EM64T` on old Windows), BSD `amd64`
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "em64t": "x86_64",
+    # 64-bit ARM: Linux `aarch64`, macOS and Windows `arm64`
+    "arm64": "arm64",
+    "aarch64": "arm64",
+    "arm64e": "arm64",
+    "aarch64_be": "arm64",
+    # 32-bit x86: Windows `x86`, Linux `i686`…
+    "x86": "x86",
+    "i386": "x86",
+    "i486": "x86",
+    "i586": "x86",
+    "i686": "x86",
+    # 32-bit ARM: Windows `ARM`, Linux `armv7l`…
+    "arm": "arm",
+    "armv6l": "arm",
+    "armv7": "arm",
+    "armv7l": "arm",
+    "armv8l": "arm",
+    "ia64": "ia64",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "loongarch64": "loongarch64",
+}
+"""Every machine name `_platform` may meet (lower-cased) → the one value sent; any other is sent
+as `other`. The values map to themselves, so a second lookup changes nothing."""
 
 
 def new_uuid4() -> str:
@@ -70,15 +101,50 @@ def session_id() -> str:
     return _session_id
 
 
-def _platform() -> tuple[str, str, str]:
-    if sys.platform.startswith("win"):
-        version = sys.getwindowsversion()  # type: ignore[attr-defined]
-        machine = os.environ.get("PROCESSOR_ARCHITECTURE", "unknown")
-        return "windows", f"{version.major}.{version.minor}.{version.build}", machine
-    name = {"darwin": "darwin", "linux": "linux"}.get(sys.platform, "other")
-    uname = os.uname()
-    release = uname.release.split("-", 1)[0] if name == "linux" else uname.release
-    return name, release, uname.machine
+def _platform(
+    system: str | None = None,
+    uname: Any = None,
+    environ: Any = None,
+    windows_version: Any = None,
+) -> tuple[str, str, str]:
+    """`(platform, platform_version, architecture)`, each from a fixed set or a bare number.
+
+    The inputs default to this process's own (`sys.platform`, `os.uname()`, `os.environ`,
+    `sys.getwindowsversion()`); tests pass other systems'. Nothing is passed through as found:
+    the architecture is looked up in `_ARCHITECTURES` (else `other`) and the version is the
+    leading `digits.digits…` of the release (`6.1.0-18-amd64` → `6.1.0`), so neither a custom
+    kernel name nor an environment variable can carry a hostname out.
+
+    - Windows: `major.minor.build` of `sys.getwindowsversion()` (`10.0.22631`); the machine's
+      architecture from `PROCESSOR_ARCHITEW6432` (set in a 32-bit process on 64-bit Windows)
+      or else `PROCESSOR_ARCHITECTURE` (`AMD64`, `x86`, `ARM64`, `IA64`, `EM64T`…), as
+      `platform.machine()` does; an x64 Python emulated on ARM64 Windows reports `AMD64`.
+    - macOS: `os.uname()`, whose release is Darwin's (`23.4.0` is macOS 14.4) and whose
+      machine is `arm64` or `x86_64` (also `x86_64` for a Python running under Rosetta).
+    - Linux and the rest: `os.uname()`.
+    """
+    system = sys.platform if system is None else system
+    if system == "win32":
+        if windows_version is None:
+            windows_version = sys.getwindowsversion()  # type: ignore[attr-defined]
+        environ = os.environ if environ is None else environ
+        machine = environ.get("PROCESSOR_ARCHITEW6432") or environ.get("PROCESSOR_ARCHITECTURE")
+        major, minor, build = windows_version.major, windows_version.minor, windows_version.build
+        release = f"{int(major)}.{int(minor)}.{int(build)}"
+        name = "windows"
+    else:
+        name = {"darwin": "darwin", "linux": "linux"}.get(system, "other")
+        if uname is None:
+            uname = os.uname() if hasattr(os, "uname") else None
+        machine = None if uname is None else uname.machine
+        kept = []
+        for char in "" if uname is None else str(uname.release):
+            if "0" <= char <= "9" or (char == "." and kept and kept[-1] != "."):
+                kept.append(char)
+            else:
+                break
+        release = "".join(kept).rstrip(".") or "unknown"
+    return name, release, _ARCHITECTURES.get(str(machine or "").lower(), "other")
 
 
 def _clean(text: str, limit: int) -> str:

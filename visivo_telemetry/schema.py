@@ -56,7 +56,9 @@ COMMON_FIELDS: dict[str, Field] = {
     "python_version": Field("string", True, "Python version, e.g. `3.11.7`"),
     "platform": Field("string", True, "`darwin`, `linux` or `windows`"),
     "platform_version": Field("string", True, "OS release, e.g. `6.1.0` (no hostname)"),
-    "architecture": Field("string", True, "`x86_64`, `arm64`, …"),
+    "architecture": Field(
+        "string", True, "`x86_64`, `arm64`, `x86`, `arm`, … from a known set, else `other`"
+    ),
     "session_id": Field(
         "string", True, "random uuid4 made at process start, never stored or reused"
     ),

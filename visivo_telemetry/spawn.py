@@ -1,8 +1,17 @@
 """Start the detached sender cheaply, and only when no sender is already draining.
 
-`os.posix_spawn` rather than `subprocess`: it costs no import and no fork of a large parent.
-The child gets a new session and /dev/null for stdio, so it never holds the user's terminal
-and survives the host's exit; the host never waits for it.
+Three ways to start it, chosen by what the platform offers (each is tested on Linux with the
+others' facilities removed, see `tests/test_platform_fallbacks.py`):
+
+- POSIX with `os.posix_spawn` and its `setsid` (Linux, macOS ≥ 10.15): no import, no fork of a
+  large parent. The child gets a new session and /dev/null for stdio, so it never holds the
+  user's terminal and survives the host's exit; the host never waits for it.
+- POSIX without `os.posix_spawn`, or whose `posix_spawn` cannot `setsid` (it raises
+  `NotImplementedError` before starting anything: macOS before 10.15, glibc before 2.26):
+  `subprocess.Popen(start_new_session=True)`, same stdio, same detachment.
+- Windows (no `posix_spawn`): `subprocess.Popen` with `creationflags` from `popen_options`.
+
+`subprocess` is imported only on the last two paths, never on Linux or macOS with posix_spawn.
 """
 
 from __future__ import annotations
@@ -10,9 +19,30 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _LAUNCH = (
     "import sys; sys.path[0] = {root!r}; from visivo_telemetry._sender.run import main; main()"
 )
+
+# Win32 process-creation flags (winbase.h). `subprocess` defines them only on Windows; the
+# values are fixed by the Windows API, so `popen_options("win32")` can be checked anywhere.
+DETACHED_PROCESS = 0x00000008
+"""No console at all: closing the user's terminal, or Ctrl+C in it, never reaches the sender."""
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+"""Its own process group: console control events sent to the host's group skip the sender."""
+CREATE_NO_WINDOW = 0x08000000
+"""Never flash a console window. Redundant next to DETACHED_PROCESS (Windows then ignores it),
+kept so that dropping DETACHED_PROCESS one day cannot open a window."""
+BELOW_NORMAL_PRIORITY_CLASS = 0x00004000
+"""Windows has no niceness (`os.setpriority`): this priority class is what `nice 10` is on POSIX,
+set at creation so even the sender's imports yield to the user's next command."""
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+"""Leave the host's job object, if any: a job closed with KILL_ON_JOB_CLOSE (an SSH session,
+some CI runners and IDE terminals) would otherwise kill the sender with the host. A job that
+forbids breakaway makes CreateProcess fail; `spawn_sender` then starts it without this flag."""
 
 
 def _library_root() -> str:
@@ -34,14 +64,20 @@ def sender_argv() -> list[str]:
 def sender_alive(lock_path: str) -> bool:
     """Whether a sender holds the lock, probed without importing filelock.
 
-    Taking and dropping the same `flock` that filelock uses tells us for certain whether
-    anyone holds it right now. On platforms without `fcntl` we say "no" and let the new
-    sender find out (it exits at once when the lock is taken).
+    A "yes" must be certain (the host then starts no sender and relies on the holder's last
+    look at the spool); a "no" is always safe (the new sender finds the lock taken and exits).
+
+    - With `fcntl` (Linux, macOS): take and drop the same `flock` that filelock's
+      `UnixFileLock` takes.
+    - With `msvcrt` instead (Windows): filelock's `WindowsFileLock` locks byte 0, length 1, of
+      the lock file (`LockFileEx` in filelock 4, `msvcrt.locking` in 3.x); `msvcrt.locking`
+      of that byte conflicts with either, see `_held_on_windows`.
+    - With neither: "no".
     """
     try:
         import fcntl
     except ImportError:
-        return False
+        return _held_on_windows(lock_path)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError:
@@ -57,6 +93,40 @@ def sender_alive(lock_path: str) -> bool:
         os.close(fd)
 
 
+def _held_on_windows(lock_path: str) -> bool:
+    """The `msvcrt` probe: lock byte 0 without waiting, and let go at once.
+
+    The file is opened without `O_CREAT`: filelock creates it before locking (and deletes it
+    after, unless someone has it open), so no file means no holder, and the probe never leaves
+    a file behind. `os.open` shares read and write, as filelock's own open does, so neither
+    open can fail because of the other. Only `EACCES` (the documented answer of
+    `_locking(LK_NBLCK)` for a region another handle holds) means "held"; any other failure
+    means "no", the safe answer.
+    """
+    try:
+        import msvcrt
+    except ImportError:
+        return False
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as error:
+            import errno
+
+            return error.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EACCES))
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+        return False
+    finally:
+        os.close(fd)
+
+
 def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
     """Start the sender detached; its pid, or None if it could not be started. Never raises."""
     env = dict(os.environ)
@@ -65,23 +135,31 @@ def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
     argv = sender_argv()
     try:
         if hasattr(os, "posix_spawn"):
-            devnull = os.devnull
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 2, devnull, os.O_WRONLY, 0),
-                ],
-                setsid=True,
-            )
-            yield_cpu(pid)
-            return pid
+            try:
+                pid = _posix_spawn(argv, env)
+            except NotImplementedError:
+                pass  # no `setsid` here; nothing was started: fall back to subprocess
+            else:
+                yield_cpu(pid)
+                return pid
         return _spawn_with_subprocess(argv, env)
     except Exception:
         return None
+
+
+def _posix_spawn(argv: list[str], env: dict[str, str]) -> int:
+    devnull = os.devnull
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, devnull, os.O_WRONLY, 0),
+        ],
+        setsid=True,
+    )
 
 
 SENDER_NICENESS = 10
@@ -94,11 +172,15 @@ def yield_cpu(pid: int) -> None:
 
     On Linux the new session is also a new scheduling autogroup, which would compete with the
     user's terminal as an equal whatever its tasks' niceness, so the autogroup is lowered too.
+    Where there is no `os.setpriority` (Windows) this does nothing: there the priority class
+    is set when the process is created (`BELOW_NORMAL_PRIORITY_CLASS`).
     """
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, SENDER_NICENESS)
-    except (AttributeError, OSError):
-        pass
+    setpriority = getattr(os, "setpriority", None)
+    if setpriority is not None:
+        try:
+            setpriority(os.PRIO_PROCESS, pid, SENDER_NICENESS)
+        except OSError:
+            pass
     try:
         fd = os.open(f"/proc/{pid}/autogroup", os.O_WRONLY)
     except OSError:
@@ -111,27 +193,66 @@ def yield_cpu(pid: int) -> None:
         os.close(fd)
 
 
-def _spawn_with_subprocess(argv: list[str], env: dict[str, str]) -> int | None:
+def popen_options(platform: str = sys.platform, *, breakaway: bool = True) -> dict[str, Any]:
+    """`subprocess.Popen` keyword arguments that start the sender detached on `platform`.
+
+    Besides stdio (added by the caller): `close_fds` everywhere (no handle of the host's is
+    inherited); on Windows the creation flags above, `breakaway` adding
+    `CREATE_BREAKAWAY_FROM_JOB`; elsewhere a new session. (`creationflags` is refused off
+    Windows and `start_new_session` ignored on it, so each platform gets only its own.)
+    """
+    if platform == "win32":
+        flags = (
+            DETACHED_PROCESS
+            | CREATE_NEW_PROCESS_GROUP
+            | CREATE_NO_WINDOW
+            | BELOW_NORMAL_PRIORITY_CLASS
+        )
+        if breakaway:
+            flags |= CREATE_BREAKAWAY_FROM_JOB
+        return {"close_fds": True, "creationflags": flags}
+    return {"close_fds": True, "start_new_session": True}
+
+
+def _spawn_with_subprocess(argv: list[str], env: dict[str, str]) -> int:
+    """The sender started by `subprocess`: Windows, or a POSIX without a usable posix_spawn."""
     import subprocess
 
-    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
-        subprocess, "DETACHED_PROCESS", 0
-    )
-    process = subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        close_fds=True,
-        start_new_session=not flags,
-        creationflags=flags,
-    )
+    stdio = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+    }
+    if sys.platform == "win32":
+        try:
+            process = subprocess.Popen(argv, env=env, **stdio, **popen_options("win32"))
+        except OSError:  # the host's job object forbids breakaway
+            process = subprocess.Popen(
+                argv, env=env, **stdio, **popen_options("win32", breakaway=False)
+            )
+    else:
+        process = subprocess.Popen(argv, env=env, **stdio, **popen_options(sys.platform))
+        yield_cpu(process.pid)
+    _disown(process)
     return process.pid
 
 
+def _disown(process: Any) -> None:
+    """Never wait for the sender, and never be warned for it.
+
+    `Popen.__del__` of a child still running emits `ResourceWarning: subprocess N is still
+    running`, which `-X dev`, `-W default` or a test runner prints on the host's stderr. Marked
+    finished, the object lets go quietly; on POSIX `reap()` collects the child by its pid, as it
+    does a posix_spawn child, and on Windows there is no zombie to collect.
+    """
+    process.returncode = 0
+
+
 def reap(pids: list[int]) -> list[int]:
-    """Collect finished children (a long-running host would otherwise keep zombies)."""
+    """Collect finished children (a long-running host would otherwise keep zombies).
+
+    Windows has no zombies and no `os.WNOHANG`: there the list simply empties.
+    """
     alive = []
     for pid in pids:
         try:

@@ -206,7 +206,7 @@ def sender_starting(conn: sqlite3.Connection, now: float | None = None) -> bool:
     A sender needs a few hundred milliseconds to import what it needs before it can take the
     lock, and commands run back to back would otherwise each start one of their own. Hosts
     stamp `sender_spawned_at` before starting one; every sender stamps `sender_started_at`
-    once it has tried the lock (won or lost: either way the lock holder drains).
+    just before it tries the lock (won or lost: either way the lock holder drains).
     """
     spawned = _stamp(conn, "sender_spawned_at")
     if spawned is None:
