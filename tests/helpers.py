@@ -158,15 +158,30 @@ def wait_for_senders_to_exit(home: Path, timeout: float = 40.0) -> list[int]:
         time.sleep(0.05)
 
 
-def flush(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """`visivo-telemetry flush` as a user would run it."""
+def vt(
+    *args: str, env: dict[str, str], cwd=None, timeout: float = 60.0
+) -> subprocess.CompletedProcess:
+    """`visivo-telemetry ARGS...` as a user would run it."""
     return subprocess.run(
-        [PYTHON, "-m", "visivo_telemetry.cli", "flush"],
+        [PYTHON, "-m", "visivo_telemetry.cli", *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def flush(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """`visivo-telemetry flush` as a user would run it."""
+    return vt("flush", env=env, timeout=timeout)
+
+
+def status_json(env: dict[str, str], cwd=None) -> dict:
+    """`visivo-telemetry status --json`, parsed."""
+    result = vt("status", "--json", env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def read_terminal(fd: int) -> str:

@@ -19,21 +19,12 @@ from helpers import (
     run_host,
     spool_path,
     spool_rows,
+    status_json,
+    vt,
     wait_for_senders_to_exit,
 )
 
 from visivo_telemetry._sender.drain import Row, wire_json
-
-
-def vt(*args: str, env: dict[str, str], cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "visivo_telemetry.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def spool_three(env, home, project) -> None:
@@ -42,12 +33,6 @@ def spool_three(env, home, project) -> None:
         run_host(host_code(name, ["--threads", "4"]), env, cwd=project)
     assert wait_for_senders_to_exit(home) == []
     assert len(spool_rows(home)) == 3
-
-
-def status_json(env, cwd=None) -> dict:
-    result = vt("status", "--json", env=env, cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_status_on_a_fresh_machine_says_on_and_creates_nothing(home):

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from importlib.metadata import version
 
 import pytest
 from helpers import (
-    PYTHON,
     TEST_API_KEY,
     Collector,
     clean_env,
@@ -25,12 +23,13 @@ from helpers import (
     spool_path,
     spool_rows,
     spool_state,
+    status_json,
     wait_for_senders_to_exit,
 )
 from privacy_support import global_config, project_config, write_text
 from reliability_support import seed_spool
 
-from visivo_telemetry import config, spool
+from visivo_telemetry import config, events, spool
 
 CANONICAL_UUID_GROUPS = [8, 4, 4, 4, 12]
 HEX = set("0123456789abcdef")
@@ -142,14 +141,7 @@ def test_with_no_key_anywhere_nothing_is_recorded_sent_or_started(home, project,
 
     assert collector.requests() == []
     assert spool_rows(home) == []
-    status = subprocess.run(
-        [PYTHON, "-m", "visivo_telemetry.cli", "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    info = json.loads(status.stdout)
+    info = status_json(env)
     assert info["api_key"] is None and info["api_key_error"].startswith("no API key")
 
 
@@ -217,6 +209,31 @@ def test_a_malformed_uuid_never_reaches_the_receiver_and_costs_no_400(env, home,
     assert spool_state(home)["dropped_invalid"] == "3"
 
 
+def test_a_row_with_an_impossible_timestamp_never_reaches_the_receiver(env, home, collector):
+    (good,) = seed_spool(home, 1)
+    (row,) = spool_rows(home)
+    conn = sqlite3.connect(spool_path(home))
+    with conn:
+        conn.executemany(
+            "INSERT INTO events (uuid, event, created_at, properties) VALUES (?, ?, ?, ?)",
+            [
+                (events.new_uuid7(), "cli_command", when, json.dumps(row["properties"]))
+                for when in (
+                    "2999-02-30T10:00:00.000Z",  # no such day (later than any age cap)
+                    events.iso_utc()[:11] + "25" + events.iso_utc()[13:],  # no such hour
+                    "yesterday",
+                )
+            ],
+        )
+    conn.close()
+
+    assert flush(env).returncode == 0
+
+    assert [e["uuid"] for e in collector.events()] == [good]
+    assert [r["status"] for r in collector.requests()] == [200]
+    assert spool_state(home)["dropped_invalid"] == "3"
+
+
 def test_a_three_day_old_backlog_goes_as_a_historical_migration(env, home, collector):
     seed_spool(home, 5, age_s=3 * 86_400)
 
@@ -266,15 +283,7 @@ def test_status_shows_the_host_actually_used(home):
     conn.close()
     env = _without_host(clean_env(home))
 
-    status = subprocess.run(
-        [PYTHON, "-m", "visivo_telemetry.cli", "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-    info = json.loads(status.stdout)
+    info = status_json(env)
     assert info["destination"] == "https://us.i.posthog.com/batch/"
     assert info["api_key_source"] == "application"
 

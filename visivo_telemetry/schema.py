@@ -223,6 +223,14 @@ def _is_uuid4(value: object) -> bool:
     return is_uuid(value) and value[14] == "4"
 
 
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    return 29 if month == 2 and leap else _DAYS_IN_MONTH[month - 1]
+
+
 def is_timestamp(value: object) -> bool:
     """An ISO 8601 UTC time as the spool stores it: `2026-11-28T10:00:00.123Z`."""
     if not isinstance(value, str) or len(value) != 24:
@@ -233,7 +241,7 @@ def is_timestamp(value: object) -> bool:
         and (digits + value[20:23]).isascii()
         and (digits + value[20:23]).isdigit()
         and "01" <= value[5:7] <= "12"
-        and "01" <= value[8:10] <= "31"
+        and 1 <= int(value[8:10]) <= _days_in_month(int(value[:4]), int(value[5:7]))
         and value[11:13] <= "23"
         and value[14:16] <= "59"
         and value[17:19] <= "60"
