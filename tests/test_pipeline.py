@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from helpers import (
+    PYTHON,
     Collector,
     clean_env,
     flush,
@@ -142,3 +144,19 @@ def test_no_sender_folder_in_the_project_or_on_pythonpath_runs_instead_of_ours(
     assert [e["event"] for e in collector.wait_for_events(1)] == ["cli_command"]
     assert wait_for_senders_to_exit(home) == []
     assert not marker.exists(), marker.read_text()
+
+
+def test_a_host_that_shows_every_warning_still_prints_nothing(env, home, project, collector):
+    """`-X dev` shows every warning (Python 3.13 warns about unclosed SQLite connections)."""
+    result = subprocess.run(
+        [PYTHON, "-X", "dev", "-c", host_code("run")],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert len(collector.wait_for_events(1)) == 1
+    assert wait_for_senders_to_exit(home) == []

@@ -7,6 +7,7 @@ prints (debug mode aside). The opt-out decision is made once, in the constructor
 from __future__ import annotations
 
 import _thread
+import atexit
 import contextvars
 import os
 import sys
@@ -125,6 +126,7 @@ class Telemetry:
         self._conn: Any = None
         self._spawned = False
         self._destination_saved = False
+        self._close_at_exit_registered = False
         self._children: list[int] = []
         self._since_spawn = 0
         self._last_spawn = 0.0
@@ -271,7 +273,25 @@ class Telemetry:
             self._conn = spool.connect(self.paths.db)
         except Exception:
             self._conn = None
+        if self._conn is not None and not self._close_at_exit_registered:
+            atexit.register(self._close_at_exit)
+            self._close_at_exit_registered = True
         return self._conn
+
+    def _close_at_exit(self) -> None:
+        """Close the spool connection as the host exits, so Python 3.13+ never prints a
+        `ResourceWarning` about it on the host's stderr; never waits long for a busy thread."""
+        self._adopt_fork()
+        if not _SPOOL_LOCK.acquire(timeout=1.0):
+            return
+        try:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        except Exception:
+            pass
+        finally:
+            _SPOOL_LOCK.release()
 
     def finish(self) -> None:
         """End of a CLI command: start the sender if events wait (at most once per process)."""
