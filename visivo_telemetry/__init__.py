@@ -1,7 +1,7 @@
 """Anonymous, private-by-construction usage telemetry for Visivo.
 
 from visivo_telemetry import Telemetry
-telemetry = Telemetry(version="1.4.0", project_dir=".")
+telemetry = Telemetry("1.4.0", project_dir=".", api_key="phc_...")  # the app's PostHog key
 with telemetry.command("run", sys.argv[2:]):
     ...
 """
