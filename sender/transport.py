@@ -19,7 +19,7 @@ from visivo_telemetry.schema import LIB_NAME
 TIMEOUT_S = 1.0
 USER_AGENT = f"{LIB_NAME}/{__version__}"
 GZIP_LEVEL = 6
-"""zlib's default: a batch of 100 events shrinks about tenfold (measured in scripts/bench.py)."""
+"""zlib's default; what it saves per event on the wire is measured in scripts/bench.py."""
 
 
 def gzip_body(body: bytes, level: int = GZIP_LEVEL) -> bytes:

@@ -235,11 +235,11 @@ def show(limit: int | None, raw: bool) -> None:
     finally:
         if conn is not None:
             conn.close()
-    parts = [(Row(*row), wire_json(Row(*row))) for row in reversed(rows)]
-    valid = [(row, item) for row, item in parts if item is not None]
+    pending = [Row(*row) for row in reversed(rows)]
+    valid = [(row, item) for row in pending if (item := wire_json(row)) is not None]
     body = part_body(_destination(where).api_key or "", valid)
     click.echo(body.decode() if raw else json.dumps(json.loads(body), indent=2))
-    invalid = len(parts) - len(valid)
+    invalid = len(pending) - len(valid)
     if invalid:
         click.echo(f"{invalid} invalid events would be dropped, not sent", err=True)
 

@@ -70,11 +70,6 @@ class Settings(Record):
     def batch_url(self) -> str:
         return self.host.rstrip("/") + "/batch/"
 
-    @property
-    def error(self) -> str | None:
-        """Why nothing may be sent to this destination, or None when it may."""
-        return self.key_error or self.host_error
-
 
 def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
     """The files under `~/.visivo`, or None when there is no usable absolute home."""
@@ -382,21 +377,16 @@ def settings(
     except Unreadable:
         mapping = {}
 
-    def pick(env_name: str, key: str) -> tuple[str | None, str | None]:
-        value = (env.get(env_name) or "").strip()
-        if value:
-            return value, "env"
-        value = mapping.get(key)
-        if value not in (None, "") and str(value).strip():
-            return str(value).strip(), "global"
+    def pick(env_name: str, key: str, app_value: object = None) -> tuple[str | None, str | None]:
+        """The first non-blank of the environment, the user's file, the application; its source."""
+        for value, source in ((env.get(env_name), "env"), (mapping.get(key), "global")):
+            if value is not None and str(value).strip():
+                return str(value).strip(), source
+        if app_value is not None and str(app_value).strip():
+            return str(app_value).strip(), "application"
         return None, None
 
-    api_key, key_source = pick("VISIVO_POSTHOG_API_KEY", "posthog_api_key")
-    if api_key is None and app_api_key and str(app_api_key).strip():
-        api_key, key_source = str(app_api_key).strip(), "application"
-    host, _ = pick("VISIVO_POSTHOG_HOST", "posthog_host")
-    if host is None:
-        host = str(app_host).strip() if app_host and str(app_host).strip() else DEFAULT_HOST
-    host = ingestion_host(host)
+    api_key, key_source = pick("VISIVO_POSTHOG_API_KEY", "posthog_api_key", app_api_key)
+    host = ingestion_host(pick("VISIVO_POSTHOG_HOST", "posthog_host", app_host)[0] or DEFAULT_HOST)
     debug = word(pick("VISIVO_TELEMETRY_DEBUG", "telemetry_debug")[0] or "0") is True
     return Settings(host, api_key, debug, check_host(host), check_api_key(api_key), key_source)

@@ -236,10 +236,11 @@ def is_timestamp(value: object) -> bool:
     if not isinstance(value, str) or len(value) != 24:
         return False
     digits = value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
+    digits += value[20:23]
     return (
         value[4] + value[7] + value[10] + value[13] + value[16] + value[19] + value[23] == "--T::.Z"
-        and (digits + value[20:23]).isascii()
-        and (digits + value[20:23]).isdigit()
+        and digits.isascii()
+        and digits.isdigit()
         and "01" <= value[5:7] <= "12"
         and 1 <= int(value[8:10]) <= _days_in_month(int(value[:4]), int(value[5:7]))
         and value[11:13] <= "23"
