@@ -1,6 +1,6 @@
 """Child processes of the benchmark, one job each, each printing one JSON line.
 
-    python scripts/bench_worker.py hotpath N          time record_command/request in a warm process
+    python scripts/bench_worker.py hotpath N          time _record_command/request in a warm process
     python scripts/bench_worker.py writer N START OUT append N events at full speed from START
     python scripts/bench_worker.py fill N             bulk-insert N valid events into the spool
     python scripts/bench_worker.py drain BUDGET       run the real sender's deliver() once
@@ -17,9 +17,9 @@ ARGS = ["--threads", "4", "--dag-filter", "+my_chart+", "--output-dir", "/tmp/ou
 
 
 def hotpath(n: int) -> None:
-    """Cold import and first event, then `n` warm `record_command` and `request` calls each.
+    """Cold import and first event, then `n` warm `_record_command` and `request` calls each.
 
-    Only recording is timed: `record_command` and `request` sanitize, build, validate and
+    Only recording is timed: `_record_command` and `request` sanitize, build, validate and
     INSERT into the spool; neither starts a sender (that happens in `finish()`, never called).
     """
     before = set(sys.modules)
@@ -32,10 +32,10 @@ def hotpath(n: int) -> None:
     imported = clock()
     telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
     constructed = clock()
-    telemetry.record_command("run", ARGS, 12.5)
+    telemetry._record_command("run", ARGS, 12.5)
     first = clock()
     after_first = set(sys.modules)
-    commands = _time_calls(n, clock, lambda: telemetry.record_command("run", ARGS, 12.5))
+    commands = _time_calls(n, clock, lambda: telemetry._record_command("run", ARGS, 12.5))
     requests = _time_calls(n, clock, lambda: telemetry.request("GET", "/api/trace/42/", 200, 3.5))
     after = set(sys.modules)
     _emit(
@@ -72,12 +72,12 @@ def writer(n: int, start_at: float, out: str) -> None:
     from visivo_telemetry import Telemetry
 
     telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
-    telemetry.record_command("warmup", [], 1.0)
+    telemetry._record_command("warmup", [], 1.0)
     while time.time() < start_at:
         time.sleep(0.001)
     began = time.time()
     latencies = _time_calls(
-        n, time.perf_counter, lambda: telemetry.record_command("run", ARGS, 12.5)
+        n, time.perf_counter, lambda: telemetry._record_command("run", ARGS, 12.5)
     )
     ended = time.time()
     with open(out, "w") as handle:

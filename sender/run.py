@@ -10,13 +10,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from visivo_telemetry import config, spool
 from visivo_telemetry.spawn import SENDER_NICENESS
 
-from .drain import Drain, Outcome
+from .drain import Drain, Outcome, Stop
 from .transport import HttpxTransport, Transport
 
 LIFETIME_S = 30
@@ -54,36 +55,33 @@ def _check_in(db_path: str) -> None:
     try:
         conn = spool.connect(db_path)
         try:
-            spool.set_state(conn, "sender_started_at", f"{time.time():.6f}")
+            spool.stamp(conn, spool.SENDER_STARTED_AT, time.time())
         finally:
             conn.close()
     except sqlite3.Error:
         pass
 
 
-def _drain_locked(db_path: str, make_drain: Callable[[sqlite3.Connection], Drain]) -> Outcome:
-    """One drain under the lock; a spool found corrupt while draining is moved aside."""
+def drain_spool(db_path: str, transport: Transport, **options: Any) -> Outcome:
+    """One drain of the spool at `db_path` by the lock holder (`options` go to `Drain`).
+
+    This opens the connection, so this closes it; an opt-out seen while draining deletes the
+    spool, and a spool found corrupt is moved aside.
+    """
     conn = spool.connect(db_path)
     try:
-        return make_drain(conn).run()
+        outcome = Drain(conn, transport, **options).run()
     except sqlite3.DatabaseError as error:
         if not spool.is_corruption(error):
             raise
         conn.close()
         spool.move_aside(db_path)
-        return Outcome(0, 0, 0, "corrupt")
+        return Outcome(stopped_because=Stop.CORRUPT)
     finally:
         conn.close()
-
-
-def _add(before: Outcome, after: Outcome) -> Outcome:
-    """Two drains' counts together, stopped for the later one's reason."""
-    return Outcome(
-        before.sent + after.sent,
-        before.failed + after.failed,
-        before.dropped + after.dropped,
-        after.stopped_because,
-    )
+    if outcome.stopped_because is Stop.OPTED_OUT:
+        spool.purge(db_path)
+    return outcome
 
 
 def deliver(
@@ -94,22 +92,27 @@ def deliver(
     transport: Transport | None = None,
     progress: Callable[[int, int], None] | None = None,
     linger_s: float = 0.0,
-) -> Outcome | None:
-    """Drain the spool as the only sender; None when another sender holds the lock.
+) -> Outcome:
+    """Drain the spool as the only sender; `Stop.BUSY` when another sender holds the lock.
 
     After releasing the lock we look at the spool once more: a host that appended while we
     were finishing saw the lock held and did not start a sender, so its events are ours.
     """
     where = config.paths()
     if where is None or not os.path.exists(where.db):
-        return Outcome(0, 0, 0, "empty")
+        return Outcome()
     if not config.decide(None).enabled:
         spool.purge(where.db)
-        return Outcome(0, 0, 0, "opted-out")
+        return Outcome(stopped_because=Stop.OPTED_OUT)
     deadline = time.monotonic() + budget_s
-    total = Outcome(0, 0, 0, "empty")
+    total: Outcome | None = None
     own_transport = transport is None
     transport = transport or HttpxTransport()
+    options = {
+        "respect_backoff": respect_backoff,
+        "deadline": deadline,
+        "progress": progress,
+    }
     try:
         for _ in range(MAX_HANDOFFS):
             # Checked in before trying the lock: a host that still sees this sender as "starting"
@@ -119,35 +122,24 @@ def deliver(
             try:
                 lock.acquire()
             except Timeout:
-                return None if total == Outcome(0, 0, 0, "empty") else total
-
-            def make_drain(conn: sqlite3.Connection) -> Drain:
-                return Drain(
-                    conn,
-                    transport,
-                    where.db,
-                    respect_backoff=respect_backoff,
-                    deadline=deadline,
-                    progress=progress,
-                )
-
+                return Outcome(stopped_because=Stop.BUSY) if total in (None, Outcome()) else total
             try:
-                outcome = _drain_locked(where.db, make_drain)
+                outcome = drain_spool(where.db, transport, **options)
                 quiet_until = time.monotonic() + linger_s
-                while outcome.stopped_because == "empty" and time.monotonic() < min(
+                while outcome.stopped_because is Stop.EMPTY and time.monotonic() < min(
                     quiet_until, deadline
                 ):
                     time.sleep(POLL_S)
                     if _waiting(where.db):
-                        outcome = _add(outcome, _drain_locked(where.db, make_drain))
+                        outcome = outcome.then(drain_spool(where.db, transport, **options))
                         quiet_until = time.monotonic() + linger_s
             finally:
                 lock.release()
-            total = _add(total, outcome)
-            if outcome.stopped_because != "empty" or not _waiting(where.db):
+            total = outcome if total is None else total.then(outcome)
+            if outcome.stopped_because is not Stop.EMPTY or not _waiting(where.db):
                 return total
             lock_timeout = 0.0
-        return total
+        return total or Outcome()
     finally:
         if own_transport:
             transport.close()

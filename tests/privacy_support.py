@@ -43,7 +43,7 @@ def spool_commands(project: Path, commands: Iterable[tuple[str, list]] = (("run"
     assert telemetry.enabled, telemetry.decided_by
     count = 0
     for name, args in commands:
-        telemetry.record_command(name, args, 12.5)
+        telemetry._record_command(name, args, 12.5)
         count += 1
     telemetry.close()
     return count

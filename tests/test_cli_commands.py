@@ -24,7 +24,7 @@ from helpers import (
     wait_for_senders_to_exit,
 )
 
-from visivo_telemetry._sender.drain import Row, wire_json
+from visivo_telemetry.events import Row, wire_json
 
 
 def spool_three(env, home, project) -> None:

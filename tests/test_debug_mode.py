@@ -9,8 +9,7 @@ import time
 import pytest
 from helpers import PYTHON, ROOT, clean_env, host_code, run_host, wait_for_senders_to_exit
 
-from visivo_telemetry._sender.drain import Row, wire_json
-from visivo_telemetry.events import dumps
+from visivo_telemetry.events import Row, dumps, wire_json
 
 
 def exactly_as_sent(item: dict) -> str:

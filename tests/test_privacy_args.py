@@ -398,8 +398,8 @@ def test_no_value_ever_reaches_the_spool(home, project, parts):
     """The spooled JSON is exactly what will be sent: argv shows up only as placeholders."""
     case = _build(parts)
     telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
-    telemetry.record_command("run", [], 7.0)
-    telemetry.record_command("run", case.argv, 7.0)
+    telemetry._record_command("run", [], 7.0)
+    telemetry._record_command("run", case.argv, 7.0)
     telemetry.close()
     *_, baseline, row = spool_rows(home)
     stored = json.dumps(row["properties"], ensure_ascii=False)

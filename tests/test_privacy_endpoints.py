@@ -121,7 +121,7 @@ def test_the_spool_holds_only_the_sanitized_endpoint(home, project):
         version="1.4.0", api_key="phc_test_key", project_dir=project, long_running=False
     )
     telemetry.request("GET", "/api/projects/4711/charts?owner=alice@example.com", 200, 3.0)
-    telemetry.record_request("POST", "/api/projects/<int:project_id>/run", 201, 4.0)
+    telemetry._record_route("POST", "/api/projects/<int:project_id>/run", 201, 4.0)
     telemetry.close()
 
     endpoints = [row["properties"]["endpoint"] for row in spool_rows(home)]

@@ -16,9 +16,9 @@ from reliability_support import seed_spool
 TWO_COMMANDS = """
 from visivo_telemetry import Telemetry
 t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".")
-t.record_command("run", [], 1.0)
-t.record_command("compile", [], 1.0)
-t.finish()
+t._record_command("run", [], 1.0)
+t._record_command("compile", [], 1.0)
+t._finish()
 """
 
 

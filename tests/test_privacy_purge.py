@@ -19,8 +19,7 @@ from helpers import (
 )
 from privacy_support import files_under, global_config, project_config, spool_commands, write_text
 
-from visivo_telemetry import spool
-from visivo_telemetry._sender.drain import Drain
+from visivo_telemetry._sender.run import drain_spool
 from visivo_telemetry._sender.transport import HttpxTransport
 from visivo_telemetry.spawn import sender_argv
 
@@ -97,20 +96,17 @@ def test_the_sender_rechecks_before_every_batch(env, home, project, collector):
     def opt_out_after_first_batch(sent: int, failed: int) -> None:
         drain_env["VISIVO_TELEMETRY_DISABLED"] = "1"
 
-    conn = spool.connect(str(spool_path(home)))
     transport = HttpxTransport()
     try:
-        outcome = Drain(
-            conn,
-            transport,
+        outcome = drain_spool(
             str(spool_path(home)),
+            transport,
             respect_backoff=False,
             progress=opt_out_after_first_batch,
             env=drain_env,
-        ).run()
+        )
     finally:
         transport.close()
-        conn.close()
 
     assert outcome.stopped_because == "opted-out"
     assert len(collector.events()) == outcome.sent < 250

@@ -20,14 +20,14 @@ MANY_THREADS = textwrap.dedent(
     def serve(n):
         for i in range({EACH}):
             t.request("GET", "/api/charts/", 200, 1.0)
-            t.record_command("run", ["--t" + str(n), "--i" + str(i)], 1.0)
+            t._record_command("run", ["--t" + str(n), "--i" + str(i)], 1.0)
 
     threads = [threading.Thread(target=serve, args=(n,)) for n in range({THREADS})]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    t.maybe_start_sender(force=True)
+    t._start_sender_when_due(force=True)
     """
 )
 
@@ -43,14 +43,14 @@ PRE_FORK = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             for i in range(20):
-                t.record_command("run", ["--w" + str(w), "--i" + str(i)], 1.0)
-            t.maybe_start_sender(force=True)
+                t._record_command("run", ["--w" + str(w), "--i" + str(i)], 1.0)
+            t._start_sender_when_due(force=True)
             os._exit(0)
         workers.append(pid)
     for pid in workers:
         assert os.waitpid(pid, 0)[1] == 0
-    t.record_command("run", ["--parent-after"], 1.0)
-    t.maybe_start_sender(force=True)
+    t._record_command("run", ["--parent-after"], 1.0)
+    t._start_sender_when_due(force=True)
     """
 )
 
@@ -116,7 +116,7 @@ FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
 
     def busy():
         while not stop.is_set():
-            t.record_command("run", ["--busy"], 1.0)
+            t._record_command("run", ["--busy"], 1.0)
 
     thread = threading.Thread(target=busy)
     thread.start()
@@ -125,7 +125,7 @@ FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             signal.alarm(2)
-            t.record_command("run", ["--child"], 1.0)
+            t._record_command("run", ["--child"], 1.0)
             os._exit(0)
         hung += os.waitpid(pid, 0)[1] != 0
         if hung:

@@ -59,7 +59,7 @@ def conn(home: Path) -> Iterator[sqlite3.Connection]:
 
 def drain_with(conn: sqlite3.Connection, home: Path, answer: Answer, **kw) -> tuple:
     transport = ScriptedTransport(answer)
-    outcome = Drain(conn, transport, str(spool_path(home)), respect_backoff=False, **kw).run()
+    outcome = Drain(conn, transport, respect_backoff=False, **kw).run()
     return outcome, transport
 
 

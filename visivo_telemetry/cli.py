@@ -12,11 +12,12 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from . import config, spool
+from . import config, events, spool
 from .user_config import ConfigWriteError, write_flag
 
 KEY_SOURCES = {
@@ -25,7 +26,6 @@ KEY_SOURCES = {
     "application": "the application",
     None: "nowhere",
 }
-DROPPED_KEYS = ("age", "attempts", "rows", "invalid", "rejected", "too_large")
 SENDER_WAIT_S = 35.0
 """A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
 
@@ -45,15 +45,20 @@ def _open_existing(db: str) -> sqlite3.Connection | None:
         raise click.ClickException(f"cannot open {db}: {error}") from None
 
 
-def _query(conn: sqlite3.Connection | None, sql: str, default: Any, *params: Any) -> Any:
+def _read(db: str, query: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
+    """`query` on the spool if it exists (never created here); `default` when there is none or
+    it has no tables yet."""
+    conn = _open_existing(db)
     if conn is None:
         return default
     try:
-        return conn.execute(sql, params).fetchall()
+        return query(conn)
     except sqlite3.OperationalError as error:
         if "no such table" in str(error):
             return default
         raise click.ClickException(f"cannot read the spool: {error}") from None
+    finally:
+        conn.close()
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -90,19 +95,9 @@ def _reason(decision: config.Decision) -> str:
     }.get(decision.decided_by, f"{source} is set" if source else decision.decided_by)
 
 
-def _stored_destination(state: dict[str, str]) -> tuple[str | None, str | None]:
-    return state.get(spool.APP_KEY_STATE), state.get(spool.APP_HOST_STATE)
-
-
 def _destination(where: config.Paths) -> config.Settings:
     """Where a sender started now would send: the user's choice, else the application's."""
-    conn = _open_existing(where.db)
-    try:
-        state = dict(_query(conn, "SELECT key, value FROM state", []))
-    finally:
-        if conn is not None:
-            conn.close()
-    return config.settings(None, *_stored_destination(state))
+    return config.settings(None, *_read(where.db, spool.destination, (None, None)))
 
 
 def _masked(api_key: str | None) -> str | None:
@@ -114,18 +109,13 @@ def collect_status(project_dir: str) -> dict[str, Any]:
     """Everything `status` reports, as plain data (the `--json` output)."""
     decision = config.decide(project_dir)
     where = _paths()
-    conn = _open_existing(where.db)
-    try:
-        [(pending, oldest)] = _query(
-            conn, "SELECT COUNT(*), MIN(created_at) FROM events", [(0, None)]
-        )
-        state = dict(_query(conn, "SELECT key, value FROM state", []))
-    finally:
-        if conn is not None:
-            conn.close()
-    settings = config.settings(None, *_stored_destination(state))
+    exists = os.path.exists(where.db)
+    pending, oldest = _read(where.db, spool.summary, (0, None))
+    state = _read(where.db, spool.all_state, {})
+    app_key, app_host = state.get(spool.APP_KEY_STATE), state.get(spool.APP_HOST_STATE)
+    settings = config.settings(None, app_key, app_host)
     oldest_epoch = _epoch(oldest)
-    next_at = state.get("next_attempt_at")
+    next_at = state.get(spool.NEXT_ATTEMPT_AT)
     return {
         "enabled": decision.enabled,
         "decided_by": decision.decided_by,
@@ -139,16 +129,16 @@ def collect_status(project_dir: str) -> dict[str, Any]:
         "api_key_error": settings.key_error,
         "config_path": where.config,
         "spool_path": where.db,
-        "spool_exists": conn is not None,
+        "spool_exists": exists,
         "pending": pending,
         "oldest_pending_at": oldest,
         "oldest_pending_age_s": None if oldest_epoch is None else time.time() - oldest_epoch,
-        "last_success_at": state.get("last_success_at"),
+        "last_success_at": state.get(spool.LAST_SUCCESS_AT),
         "next_attempt_at": float(next_at) if next_at else None,
-        "failures": int(state.get("failures") or 0),
-        "last_error": state.get("last_error"),
-        "last_error_at": state.get("last_error_at"),
-        "dropped": {key: int(state.get(f"dropped_{key}") or 0) for key in DROPPED_KEYS},
+        "failures": int(state.get(spool.FAILURES) or 0),
+        "last_error": state.get(spool.LAST_ERROR),
+        "last_error_at": state.get(spool.LAST_ERROR_AT),
+        "dropped": spool.counters(state),
     }
 
 
@@ -225,19 +215,10 @@ def status(as_json: bool, project_dir: str) -> None:
 @click.option("--raw", is_flag=True, help="The exact bytes of the body, on one line.")
 def show(limit: int | None, raw: bool) -> None:
     """The pending events exactly as they would be sent: a PostHog batch body, newest last."""
-    from visivo_telemetry._sender.drain import Row, part_body, wire_json
-
     where = _paths()
-    conn = _open_existing(where.db)
-    sql = "SELECT id, uuid, event, created_at, properties FROM events ORDER BY id DESC"
-    try:
-        rows = _query(conn, sql + (" LIMIT ?" if limit else ""), [], *([limit] if limit else []))
-    finally:
-        if conn is not None:
-            conn.close()
-    pending = [Row(*row) for row in reversed(rows)]
-    valid = [(row, item) for row in pending if (item := wire_json(row)) is not None]
-    body = part_body(_destination(where).api_key or "", valid)
+    pending = _read(where.db, lambda conn: spool.newest(conn, limit), [])
+    valid = [(row, item) for row in pending if (item := events.wire_json(row)) is not None]
+    body = events.part_body(_destination(where).api_key or "", valid)
     click.echo(body.decode() if raw else json.dumps(json.loads(body), indent=2))
     invalid = len(pending) - len(valid)
     if invalid:
@@ -257,7 +238,7 @@ def _progress_line() -> Any:
 @main.command()
 def flush() -> None:
     """Send every pending event now, in the foreground, ignoring backoff."""
-    from visivo_telemetry._sender.run import deliver
+    from visivo_telemetry._sender.run import Stop, deliver
 
     where = _paths()
     progress = _progress_line()
@@ -266,39 +247,29 @@ def flush() -> None:
     )
     if progress is not None:
         click.echo("\r\033[K", err=True, nl=False)
-    if outcome is None:
-        raise click.ClickException("another sender is busy; try again in a moment")
     reason = outcome.stopped_because
-    if reason == "opted-out":
+    if reason is Stop.BUSY:
+        raise click.ClickException("another sender is busy; try again in a moment")
+    if reason is Stop.OPTED_OUT:
         click.echo("telemetry is off: nothing sent, the spool was deleted")
         return
     line = f"sent {outcome.sent} events, {outcome.failed} failed"
     if outcome.dropped:
         line += f", {outcome.dropped} dropped (too old, invalid or rejected)"
     click.echo(line)
-    if reason == "refused-host":
+    if reason is Stop.REFUSED_HOST:
         host = _destination(where).host
         raise click.ClickException(f"refusing to send to {host}: https required")
-    if reason == "no-api-key":
+    if reason is Stop.NO_API_KEY:
         raise click.ClickException(
             "no PostHog API key (the application gives none and VISIVO_POSTHOG_API_KEY is "
             "unset): nothing sent; the events stay in the spool"
         )
     if outcome.failed:
-        error = _last_error(where.db)
+        error = _read(where.db, lambda conn: spool.get_state(conn, spool.LAST_ERROR), None)
         raise click.ClickException(
             f"could not deliver ({error or reason}); the events stay in the spool for later"
         )
-
-
-def _last_error(db: str) -> str | None:
-    conn = _open_existing(db)
-    try:
-        rows = _query(conn, "SELECT value FROM state WHERE key = 'last_error'", [])
-    finally:
-        if conn is not None:
-            conn.close()
-    return rows[0][0] if rows else None
 
 
 def _sender_lock(where: config.Paths) -> Any:
@@ -326,14 +297,10 @@ def purge_spool(where: config.Paths) -> int:
 
 
 def _purge_locked(where: config.Paths) -> int:
-    conn = _open_existing(where.db)
     try:
-        [(count,)] = _query(conn, "SELECT COUNT(*) FROM events", [(0,)])
+        count, _ = _read(where.db, spool.summary, (0, None))
     except click.ClickException:
         count = 0
-    finally:
-        if conn is not None:
-            conn.close()
     spool.purge(where.db)
     for aside in glob.glob(glob.escape(where.db) + ".corrupt-*"):
         try:

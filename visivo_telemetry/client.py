@@ -1,7 +1,12 @@
 """`Telemetry`: what a host holds. Records events to the spool and starts the sender.
 
-Every public method is wrapped so that nothing from telemetry ever raises into the host or
-prints (debug mode aside). The opt-out decision is made once, in the constructor.
+Every entry point is wrapped by `_never_raises`, the one boundary between telemetry and the
+host: nothing from telemetry ever raises into the host or prints (debug mode, where it says why
+an event was not recorded, aside). The opt-out decision is made once, in the constructor.
+
+The public surface is what Visivo calls: `Telemetry(...)`, `command()`, `request()`,
+`notice()`, `close()`, the `enabled`/`decided_by`/`debug` properties and `set_metric()`.
+Underscored methods are hooks for our own integrations (`integrations/click.py`, `flask.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .spawn import reap, sender_alive, spawn_sender
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from types import TracebackType
     from typing import Any
 
@@ -89,9 +94,27 @@ class CommandRecorder:
         error_type = None
         if exc_type is not None and not _counts_as_success(exc):
             error_type = exc_type.__name__
-        self._telemetry.record_command(self.name, self.args, duration_ms, error_type, self.metrics)
-        self._telemetry.finish()
+        self._telemetry._record_command(self.name, self.args, duration_ms, error_type, self.metrics)
+        self._telemetry._finish()
         return False
+
+
+def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
+    """The boundary: run `method`; an exception is swallowed, and explained in debug mode.
+
+    Not `functools.wraps`: the few attributes it copies are set by hand.
+    """
+
+    def guarded(self: Telemetry, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as error:
+            self._explain(f"{method.__name__.lstrip('_')} failed: {type(error).__name__}")
+
+    guarded.__name__ = method.__name__
+    guarded.__qualname__ = method.__qualname__
+    guarded.__doc__ = method.__doc__
+    return guarded
 
 
 def _counts_as_success(exc: BaseException | None) -> bool:
@@ -116,12 +139,13 @@ class Telemetry:
         """`api_key` and `host` are the application's PostHog project key and ingestion host.
 
         The user's `VISIVO_POSTHOG_API_KEY` / `VISIVO_POSTHOG_HOST` (or `~/.visivo/config.yml`)
-        override them. With no key from either, nothing is recorded or sent.
+        override them. With no key from either, nothing is recorded or sent. `long_running`
+        (a server) starts senders as batches fill up instead of once at the end of a command.
         """
-        self.version = str(version)
-        self.api_key = api_key
-        self.host = host
-        self.long_running = long_running
+        self._version = str(version)
+        self._api_key = api_key
+        self._host = host
+        self._long_running = long_running
         self._pid = os.getpid()
         self._conn: Any = None
         self._spawned = False
@@ -130,33 +154,33 @@ class Telemetry:
         self._children: list[int] = []
         self._since_spawn = 0
         self._last_spawn = 0.0
-        self.paths = None
-        self.settings: config.Settings | None = None
+        self._paths: config.Paths | None = None
+        self._settings: config.Settings | None = None
         try:
             decision = config.decide(project_dir)
-            self.paths = config.paths()
-            if decision.enabled and self.paths is not None:
-                self.settings = config.settings(None, api_key, host)
-            elif self.paths is not None:
-                spool.purge(self.paths.db)
+            self._paths = config.paths()
+            if decision.enabled and self._paths is not None:
+                self._settings = config.settings(None, api_key, host)
+            elif self._paths is not None:
+                spool.purge(self._paths.db)
         except Exception:
             decision = config.Decision(False, "error")
-        self.decision = decision
+        self._decision = decision
 
     @property
     def enabled(self) -> bool:
         """Whether this process records anything at all."""
-        return self.decision.enabled
+        return self._decision.enabled
 
     @property
     def decided_by(self) -> str:
         """Which source decided: `env:NAME`, `project`, `global` or `default`."""
-        return self.decision.decided_by
+        return self._decision.decided_by
 
     @property
     def debug(self) -> bool:
         """Print events instead of spooling them; never turns on telemetry that is off."""
-        return bool(self.enabled and self.settings is not None and self.settings.debug)
+        return bool(self.enabled and self._settings is not None and self._settings.debug)
 
     @property
     def _sends(self) -> bool:
@@ -166,7 +190,7 @@ class Telemetry:
     @property
     def _has_key(self) -> bool:
         """Whether telemetry is on and someone gave a usable key (nothing is sent without)."""
-        return bool(self.enabled and self.settings is not None and not self.settings.key_error)
+        return bool(self.enabled and self._settings is not None and not self._settings.key_error)
 
     def notice(self) -> str | None:
         """The first-run notice to print to stderr, once per machine; None when not to show."""
@@ -175,15 +199,27 @@ class Telemetry:
         try:
             from .notice import first_run_notice
 
-            return first_run_notice(self)
+            return first_run_notice(self.enabled, self._paths)
         except Exception:
             return None
 
     def command(self, name: str, args: Iterable[object] = ()) -> CommandRecorder:
-        """A context manager recording one `cli_command` when the block ends."""
+        """A context manager recording one `cli_command` when the block ends.
+
+        `name` comes from the CLI's own command table, never from raw argv; `args` (the argv
+        after it) are sanitized when the block ends.
+        """
         return CommandRecorder(self, name, args)
 
-    def record_command(
+    @_never_raises
+    def request(self, method: str, path: str, status_code: int, duration_ms: float) -> None:
+        """Record one API request from its raw path, which is sanitized here (hosts without a
+        route table); the Flask integration records route templates instead."""
+        if self.enabled:
+            self._record_route(method, sanitize_endpoint(path), status_code, duration_ms)
+
+    @_never_raises
+    def _record_command(
         self,
         name: str,
         args: Iterable[object],
@@ -194,37 +230,31 @@ class Telemetry:
         """Record one finished CLI command; `args` are sanitized here."""
         if not self.enabled:
             return
-        try:
-            props = events.cli_command_properties(
-                name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
-            )
-            self._record("cli_command", props)
-        except Exception:
-            pass
+        props = events.cli_command_properties(
+            name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
+        )
+        self._record("cli_command", props)
 
-    def request(self, method: str, endpoint: str, status_code: int, duration_ms: float) -> None:
-        """Record one API request; `endpoint` is sanitized unless it is a known template."""
+    @_never_raises
+    def _record_route(self, method: str, route: str, status_code: int, duration_ms: float) -> None:
+        """Record one API request whose endpoint is the app's route template (trusted, though
+        the schema still checks it)."""
         if not self.enabled:
             return
-        try:
-            self.record_request(method, sanitize_endpoint(endpoint), status_code, duration_ms)
-        except Exception:
-            pass
+        props = events.api_request_properties(method, route, status_code, duration_ms)
+        self._record("api_request", props)
+        if self._long_running:
+            self._since_spawn += 1
+            self._start_sender_when_due()
 
-    def record_request(
-        self, method: str, endpoint: str, status_code: int, duration_ms: float
-    ) -> None:
-        """Record one API request whose endpoint is already a route template."""
-        if not self.enabled:
-            return
-        try:
-            props = events.api_request_properties(method, endpoint, status_code, duration_ms)
-            self._record("api_request", props)
-            if self.long_running:
-                self._since_spawn += 1
-                self.maybe_start_sender()
-        except Exception:
-            pass
+    def _serve(self) -> None:
+        """For our server integrations: this process is long-running from now on."""
+        self._long_running = True
+
+    def _explain(self, why: str) -> None:
+        """In debug mode, say on stderr why something was not recorded; otherwise nothing."""
+        if self.debug:
+            self._write_stderr(f"visivo-telemetry: {why}")
 
     def _adopt_fork(self) -> None:
         """In a forked child: the parent's connection parked, a sender of our own to start."""
@@ -239,11 +269,13 @@ class Telemetry:
 
     def _record(self, name: str, props: dict[str, Any]) -> None:
         self._adopt_fork()
-        event = events.build(name, self.version, props)
-        if event is None:
+        try:
+            event = events.build(name, self._version, props)
+        except events.NotRecorded as refused:
+            self._explain(f"{name} not recorded: {refused}")
             return
         if self.debug:
-            self._print_debug(event)
+            self._write_stderr(events.dumps(event.wire()))
             return
         if not self._has_key:
             return
@@ -252,13 +284,13 @@ class Telemetry:
             if conn is not None:
                 spool.append(conn, event)
                 if not self._destination_saved:
-                    spool.remember_destination(conn, self.api_key, self.host)
+                    spool.remember_destination(conn, self._api_key, self._host)
                     self._destination_saved = True
 
     @staticmethod
-    def _print_debug(event: events.Event) -> None:
+    def _write_stderr(line: str) -> None:
         try:
-            sys.stderr.write(events.dumps(event.wire()) + "\n")
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
         except Exception:
             pass
@@ -267,17 +299,15 @@ class Telemetry:
         """This process's spool connection (`_adopt_fork` parks a parent's after a fork)."""
         if self._conn is not None:
             return self._conn
-        if self.paths is None:
+        if self._paths is None:
             return None
-        try:
-            self._conn = spool.connect(self.paths.db)
-        except Exception:
-            self._conn = None
-        if self._conn is not None and not self._close_at_exit_registered:
+        self._conn = spool.connect(self._paths.db)
+        if not self._close_at_exit_registered:
             atexit.register(self._close_at_exit)
             self._close_at_exit_registered = True
         return self._conn
 
+    @_never_raises
     def _close_at_exit(self) -> None:
         """Close the spool connection as the host exits, so Python 3.13+ never prints a
         `ResourceWarning` about it on the host's stderr; never waits long for a busy thread."""
@@ -285,43 +315,35 @@ class Telemetry:
         if not _SPOOL_LOCK.acquire(timeout=1.0):
             return
         try:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-        except Exception:
-            pass
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
         finally:
             _SPOOL_LOCK.release()
 
-    def finish(self) -> None:
+    @_never_raises
+    def _finish(self) -> None:
         """End of a CLI command: start the sender if events wait (at most once per process)."""
         self._adopt_fork()
-        if self._spawned or not self._sends:
-            return
-        try:
+        if not self._spawned and self._sends:
             self._start_sender_if_needed(respect_backoff=True)
-        except Exception:
-            pass
 
-    def maybe_start_sender(self, force: bool = False) -> None:
+    @_never_raises
+    def _start_sender_when_due(self, force: bool = False) -> None:
         """For long-running hosts: start a sender when a batch is ready or the interval passed."""
         if not self._sends:
             return
         due = self._since_spawn >= SERVER_BATCH_READY or (
             self._since_spawn and time.monotonic() - self._last_spawn >= SERVER_SPAWN_INTERVAL_S
         )
-        if not (force or due):
-            return
-        try:
+        if force or due:
             self._adopt_fork()
             self._children = reap(self._children)
             self._spawned = False
             self._start_sender_if_needed(respect_backoff=False)
-        except Exception:
-            pass
 
     def _start_sender_if_needed(self, respect_backoff: bool) -> None:
-        if self.paths is None:
+        if self._paths is None:
             return
         with _SPOOL_LOCK:
             conn = self._connection()
@@ -334,27 +356,25 @@ class Telemetry:
                 return
         # Probe after our rows are committed: a sender that is about to exit re-checks the
         # spool after releasing the lock, so one of us always sees the other's work.
-        if sender_alive(self.paths.lock):
+        if sender_alive(self._paths.lock):
             return
         with _SPOOL_LOCK:
-            spool.set_state(conn, "sender_spawned_at", f"{time.time():.6f}")
+            spool.stamp(conn, spool.SENDER_SPAWNED_AT, time.time())
         pid = spawn_sender()
         if pid is None:
             with _SPOOL_LOCK:
-                spool.set_state(conn, "sender_spawned_at", None)
+                spool.stamp(conn, spool.SENDER_SPAWNED_AT, None)
         self._spawned = True
         self._last_spawn = time.monotonic()
         self._since_spawn = 0
         if pid is not None:
             self._children.append(pid)
 
+    @_never_raises
     def close(self) -> None:
         """Close the spool connection (long-running hosts at shutdown)."""
         self._adopt_fork()
         with _SPOOL_LOCK:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except Exception:
-                    pass
-            self._conn = None
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()

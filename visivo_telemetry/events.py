@@ -147,9 +147,37 @@ def _platform(
     return name, release, _ARCHITECTURES.get(str(machine or "").lower(), "other")
 
 
-def _clean(text: str, limit: int) -> str:
-    kept = "".join(c for c in text if c.isascii() and c.isprintable())[:limit]
-    return kept or "unknown"
+def _clean(text: str, chars: frozenset[str], limit: int) -> str:
+    """The leading run of `text` the schema accepts (`1.4.0 (dev)` → `1.4.0`), else `unknown`.
+
+    A host's odd input degrades one field instead of costing the whole event.
+    """
+    kept = []
+    for char in str(text)[:limit]:
+        if char not in chars:
+            break
+        kept.append(char)
+    return "".join(kept) or "unknown"
+
+
+_IDENTIFIER_CHARS = schema.LETTERS | schema.DIGITS | frozenset("_")
+
+
+def _error_type(name: str) -> str:
+    """An exception class name as the schema accepts it: an identifier, else `unknown`."""
+    kept = _clean(name, _IDENTIFIER_CHARS, schema.MAX_TEXT)
+    return kept if kept.isidentifier() else "unknown"
+
+
+_MAX_DURATION_MS = 1e12 - 1
+
+
+def _duration(milliseconds: float) -> float:
+    """Milliseconds rounded to microseconds, within what the schema accepts (NaN → 0)."""
+    value = float(milliseconds)
+    if value != value:
+        return 0.0
+    return round(min(max(value, 0.0), _MAX_DURATION_MS), 3)
 
 
 _metadata: dict[str, str] | None = None
@@ -163,16 +191,22 @@ def metadata(visivo_version: str) -> dict[str, Any]:
         _metadata = {
             "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
             "platform": name,
-            "platform_version": _clean(release, 64),
-            "architecture": _clean(_ARCHITECTURES.get(machine.lower(), machine), 32),
+            "platform_version": _clean(release, schema.VERSION_CHARS, 64),
+            "architecture": _clean(machine, schema.VERSION_CHARS, 32),
         }
     return {
-        "visivo_version": _clean(str(visivo_version), 64),
+        "visivo_version": _clean(visivo_version, schema.VERSION_CHARS, 64),
         **_metadata,
         "session_id": _session_id,
         **schema.POSTHOG_FIELDS,
         schema.LIB_VERSION_KEY: LIB_VERSION,
     }
+
+
+class Row(Record):
+    """One event as the spool holds it, as the sender claims and `show` reads it."""
+
+    _fields = ("id", "uuid", "event", "created_at", "properties")
 
 
 class Event(Record):
@@ -200,6 +234,57 @@ def wire_item(event: str, uuid: str, timestamp: str, properties: dict[str, Any])
         "distinct_id": properties.get("session_id"),
         "properties": properties,
     }
+
+
+def wire_json(row: Row) -> str | None:
+    """The batch item for a spooled row, validated against the allowlist; None if invalid.
+
+    PostHog's fixed controls are filled in when a row lacks them (a spool written by an
+    earlier version of this library); a row holding any other value for one is refused.
+    """
+    import json
+
+    if not schema.is_uuid(row.uuid) or not schema.is_timestamp(row.created_at):
+        return None
+    if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
+        return None
+    try:
+        properties = json.loads(row.properties)
+    except ValueError:
+        return None
+    if not isinstance(properties, dict):
+        return None
+    for key, value in schema.POSTHOG_FIELDS.items():
+        properties.setdefault(key, value)
+    if not schema.is_valid(row.event, properties):
+        return None
+    # Re-encoded, never spliced: what leaves is exactly what was validated, even for a
+    # tampered row whose text holds duplicate keys that json.loads would have hidden.
+    return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
+
+
+HISTORICAL_AGE_S = 48 * 3600
+"""Events all older than this go to PostHog's historical pipeline (`historical_migration`)."""
+
+
+def is_backlog(rows: list[Row], now: float | None = None) -> bool:
+    """Whether every event of a batch is over 48 hours old: a laptop that was offline."""
+    cutoff = iso_utc((time.time() if now is None else now) - HISTORICAL_AGE_S)
+    return bool(rows) and all(row.created_at < cutoff for row in rows)
+
+
+def batch_body(api_key: str, items: list[str], historical: bool = False) -> bytes:
+    """The PostHog `/batch/` body; `sent_at` lets PostHog correct this machine's clock skew."""
+    head: dict[str, Any] = {"api_key": api_key, "sent_at": iso_utc()}
+    if historical:
+        head["historical_migration"] = True
+    return f'{dumps(head)[:-1]},"batch":[{",".join(items)}]}}'.encode()
+
+
+def part_body(api_key: str, part: list[tuple[Row, str]]) -> bytes:
+    """The body for validated rows with their items (a claimed batch, or half of one)."""
+    rows = [row for row, _ in part]
+    return batch_body(api_key, [item for _, item in part], is_backlog(rows))
 
 
 def dumps(value: Any) -> str:
@@ -256,14 +341,18 @@ def _encode(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event | None:
-    """An event with metadata added, or None when it would break the allowlist or size cap."""
+class NotRecorded(Exception):
+    """An event the allowlist or the size cap refuses; the message says why (debug mode)."""
+
+
+def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event:
+    """An event with metadata added; `NotRecorded` when it would break the allowlist or cap."""
     props = {**metadata(visivo_version), **properties}
     if not schema.is_valid(event, props):
-        return None
+        raise NotRecorded(schema.why_invalid(event, props))
     encoded = dumps(props)
     if len(encoded) > schema.MAX_PROPERTIES_BYTES:
-        return None
+        raise NotRecorded(f"over {schema.MAX_PROPERTIES_BYTES} bytes")
     now = time.time()
     return Event(new_uuid7(now), event, iso_utc(now), encoded)
 
@@ -277,11 +366,11 @@ def cli_command_properties(
 ) -> dict[str, Any]:
     """`cli_command` properties; metrics outside the allowlist, or ill-typed, are left out."""
     props: dict[str, Any] = {
-        "command": _clean(command, schema.MAX_TEXT),
+        "command": _clean(command, schema.COMMAND_CHARS, schema.MAX_TEXT),
         "command_args": command_args,
-        "duration_ms": round(max(duration_ms, 0.0), 3),
+        "duration_ms": _duration(duration_ms),
         "success": error_type is None,
-        "error_type": None if error_type is None else _clean(error_type, schema.MAX_TEXT),
+        "error_type": None if error_type is None else _error_type(error_type),
     }
     for key in ("job_count", "object_counts"):
         if key in metrics and schema.check_property(key, metrics[key]):
@@ -298,5 +387,5 @@ def api_request_properties(
         "endpoint": endpoint,
         "method": method if method in schema.HTTP_METHODS else "OTHER",
         "status_code": int(status_code),
-        "duration_ms": round(max(float(duration_ms), 0.0), 3),
+        "duration_ms": _duration(duration_ms),
     }

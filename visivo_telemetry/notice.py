@@ -15,7 +15,7 @@ from .user_config import ConfigWriteError, read_flag, write_flag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .client import Telemetry
+    from .config import Paths
 
 NOTICE_KEY = "telemetry_notice_shown"
 
@@ -39,10 +39,9 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-def first_run_notice(telemetry: Telemetry) -> str | None:
+def first_run_notice(enabled: bool, paths: Paths | None) -> str | None:
     """The notice text the first time on this machine at a terminal; None otherwise."""
-    paths = telemetry.paths
-    if not telemetry.enabled or paths is None or in_ci() or not _stderr_is_terminal():
+    if not enabled or paths is None or in_ci() or not _stderr_is_terminal():
         return None
     if read_flag(paths.config, NOTICE_KEY):
         return None

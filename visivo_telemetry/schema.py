@@ -38,8 +38,8 @@ ENDPOINT_PLACEHOLDERS = frozenset({"{id}", "{uuid}", "{hash}", "{token}", "{valu
 LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 DIGITS = frozenset("0123456789")
 NAME_CHARS = LETTERS | DIGITS | frozenset("-_")
-_VERSION_CHARS = NAME_CHARS | frozenset(".+")
-_COMMAND_CHARS = NAME_CHARS | frozenset(" .:")
+VERSION_CHARS = NAME_CHARS | frozenset(".+")
+COMMAND_CHARS = NAME_CHARS | frozenset(" .:")
 _ROUTE_VARIABLE_CHARS = NAME_CHARS | frozenset(":(),=.'\" ")
 _LOWER_HEX = frozenset("0123456789abcdef")
 _SEGMENT_CHARS = NAME_CHARS | frozenset(".")
@@ -270,13 +270,13 @@ def _valid_object_counts(value: object) -> bool:
 
 
 _CHECKS = {
-    "visivo_version": lambda v: _is_word(v, _VERSION_CHARS, 64),
-    "python_version": lambda v: _is_word(v, _VERSION_CHARS, 32),
+    "visivo_version": lambda v: _is_word(v, VERSION_CHARS, 64),
+    "python_version": lambda v: _is_word(v, VERSION_CHARS, 32),
     "platform": lambda v: v in ("darwin", "linux", "windows", "other"),
-    "platform_version": lambda v: _is_word(v, _VERSION_CHARS, 64),
-    "architecture": lambda v: _is_word(v, _VERSION_CHARS, 32),
+    "platform_version": lambda v: _is_word(v, VERSION_CHARS, 64),
+    "architecture": lambda v: _is_word(v, VERSION_CHARS, 32),
     "session_id": _is_uuid4,
-    "command": lambda v: _is_word(v, _COMMAND_CHARS, MAX_TEXT),
+    "command": lambda v: _is_word(v, COMMAND_CHARS, MAX_TEXT),
     "command_args": _valid_args,
     "duration_ms": _is_number,
     "success": lambda v: isinstance(v, bool),
@@ -286,7 +286,7 @@ _CHECKS = {
     "endpoint": is_clean_endpoint,
     "method": lambda v: v in HTTP_METHODS,
     "status_code": lambda v: _is_int(v) and 100 <= v <= 599,
-    LIB_VERSION_KEY: lambda v: _is_word(v, _VERSION_CHARS, 32),
+    LIB_VERSION_KEY: lambda v: _is_word(v, VERSION_CHARS, 32),
 }
 
 
@@ -329,6 +329,21 @@ def is_valid(event: str, properties: object) -> bool:
     if not required <= keys <= allowed:
         return False
     return all(check_property(k, v) for k, v in properties.items())
+
+
+def why_invalid(event: str, properties: dict[str, Any]) -> str:
+    """Which keys make an event invalid, for debug mode (`is_valid` is the fast check)."""
+    if event not in EVENT_FIELDS:
+        return f"unknown event {event!r}"
+    required, allowed = _KEYS[event]
+    problems = [f"{key} missing" for key in sorted(required - properties.keys())]
+    problems += [f"{key} not allowed" for key in sorted(properties.keys() - allowed)]
+    problems += [
+        f"{key} refused"
+        for key, value in properties.items()
+        if key in allowed and not check_property(key, value)
+    ]
+    return ", ".join(problems) or "invalid"
 
 
 def markdown_table() -> str:

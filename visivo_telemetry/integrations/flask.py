@@ -92,7 +92,7 @@ class FlaskTelemetry:
             try:
                 item = self._queue.get(timeout=SERVER_SPAWN_INTERVAL_S)
             except queue.Empty:
-                self.telemetry.maybe_start_sender()
+                self.telemetry._start_sender_when_due()
                 continue
             if item is _STOP:
                 return
@@ -108,7 +108,7 @@ class FlaskTelemetry:
             endpoint = rule_template(rule)
         else:
             endpoint = sanitize_endpoint(path, known_segments=self._known_segments())
-        self.telemetry.record_request(method, endpoint, status, duration_ms)
+        self.telemetry._record_route(method, endpoint, status, duration_ms)
 
     def _known_segments(self) -> frozenset[str]:
         # Flask refuses new routes once it has served a request, so computing once is exact.
@@ -128,7 +128,7 @@ class FlaskTelemetry:
         except queue.Full:
             return
         thread.join(timeout)
-        self.telemetry.maybe_start_sender(force=True)
+        self.telemetry._start_sender_when_due(force=True)
 
 
 def _wsgi_middleware(app: Flask, writer: FlaskTelemetry) -> None:
@@ -199,7 +199,7 @@ def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
 
 def instrument(app: Flask, telemetry: Telemetry) -> FlaskTelemetry:
     """Record every request to `app` as an `api_request` event, off the request thread."""
-    telemetry.long_running = True
+    telemetry._serve()
     writer = FlaskTelemetry(app, telemetry)
     if telemetry.enabled:
         app.teardown_request(_remember_rule)
