@@ -65,3 +65,32 @@ def test_debug_never_turns_on_opted_out_telemetry(home, project, collector, opt_
     assert wait_for_senders_to_exit(home) == []
     assert collector.stats()["requests"] == 0
     assert not (home / ".visivo" / "telemetry.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "sent_as"),
+    [("1.4.0 (dev)", "1.4.0"), ("2.2.1+local build", "2.2.1+local"), ("(dev)", "unknown")],
+)
+def test_an_odd_host_version_degrades_the_field_not_the_event(home, project, version, sent_as):
+    """The schema allows `visivo_version` only letters, digits and `.+-_`: the builder keeps the
+    leading part it allows, so a host's odd version string costs one field, never the event."""
+    env = clean_env(home, VISIVO_TELEMETRY_DEBUG="1")
+    result, _ = run_host(host_code("run", [], version=version), env, project)
+
+    [line] = result.stderr.splitlines()
+    assert json.loads(line)["properties"]["visivo_version"] == sent_as
+
+
+def test_debug_says_why_an_event_was_not_recorded(home, project):
+    """An event the allowlist refuses is not recorded; in debug mode one line says which field."""
+    code = (
+        "from visivo_telemetry import Telemetry\n"
+        "t = Telemetry('1.4.0', api_key='phc_test_key')\n"
+        "t.request('GET', '/api/projects/', 999, 2.0)\n"
+    )
+    result, _ = run_host(code, clean_env(home, VISIVO_TELEMETRY_DEBUG="1"), project)
+    quiet, _ = run_host(code, clean_env(home), project)
+
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == "visivo-telemetry: api_request not recorded: status_code refused\n"
+    assert quiet.stderr == "" and not (home / ".visivo" / "telemetry.db").exists()

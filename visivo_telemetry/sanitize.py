@@ -22,6 +22,7 @@ from .schema import (
     is_clean_segment,
     is_flag_name,
     is_short_cluster,
+    is_uuid,
 )
 
 TYPE_CHECKING = False
@@ -175,14 +176,6 @@ def sanitize_args(args: Iterable[object]) -> list[str]:
     return out
 
 
-def _is_uuid(segment: str) -> bool:
-    return (
-        len(segment) == 36
-        and [len(part) for part in segment.split("-")] == [8, 4, 4, 4, 12]
-        and all(c in _HEX for c in segment.replace("-", ""))
-    )
-
-
 def _is_hex_hash(segment: str, has_digit: bool) -> bool:
     """Hex of 8+ chars with a digit, or 12+ without (no English word is that long in hex)."""
     long_enough = len(segment) >= 12 or (len(segment) >= 8 and has_digit)
@@ -206,7 +199,7 @@ def _segment_placeholder(segment: str) -> str | None:
         return None
     if all(c in DIGITS for c in segment):
         return "{id}"
-    if _is_uuid(segment):
+    if is_uuid(segment.lower()):  # a URL may spell a uuid in capitals
         return "{uuid}"
     has_digit = any(c in DIGITS for c in segment)
     if _is_hex_hash(segment, has_digit):
