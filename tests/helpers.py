@@ -101,14 +101,21 @@ def spool_path(home: Path) -> Path:
 
 
 def spool_rows(home: Path) -> list[dict]:
-    """Rows of the spool, read with plain sqlite3 (as a person with `sqlite3` would)."""
+    """Rows of the spool, read with plain sqlite3 (as a person with `sqlite3` would): the
+    `events` table, then the `request_windows` table where API requests are counted."""
     path = spool_path(home)
     if not path.exists():
         return []
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
     try:
-        rows = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        rows = [
+            {**dict(r), "table": table}
+            for table in ("events", "request_windows")
+            if table in tables
+            for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")
+        ]
     finally:
         conn.close()
     for row in rows:

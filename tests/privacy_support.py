@@ -34,7 +34,13 @@ DOCUMENTED_CLI_KEYS = DOCUMENTED_COMMON_KEYS | {
     "error_type",
 }
 DOCUMENTED_CLI_OPTIONAL_KEYS = {"job_count", "object_counts"}
-DOCUMENTED_API_KEYS = DOCUMENTED_COMMON_KEYS | {"endpoint", "method", "status_code", "duration_ms"}
+DOCUMENTED_API_KEYS = DOCUMENTED_COMMON_KEYS | {
+    "endpoint",
+    "method",
+    "status_code",
+    "duration_ms",
+    "request_count",
+}
 
 
 def spool_commands(project: Path, commands: Iterable[tuple[str, list]] = (("run", []),)) -> int:

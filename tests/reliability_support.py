@@ -67,7 +67,12 @@ def spool_count(home: Path) -> int:
         return 0
     conn = sqlite3.connect(path, timeout=5)
     try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        return sum(
+            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("events", "request_windows")
+            if table in tables
+        )
     finally:
         conn.close()
 

@@ -42,6 +42,21 @@ def make_app() -> Flask:
     return app
 
 
+def assert_one_event_per_window(received: list[dict]) -> None:
+    """At most one event per (endpoint, method, status) and 60 s window of one process."""
+    windows = [
+        (
+            e["properties"]["session_id"],
+            e["properties"]["endpoint"],
+            e["properties"]["method"],
+            e["properties"]["status_code"],
+            e["timestamp"][:16],  # the minute: windows are aligned to whole minutes
+        )
+        for e in received
+    ]
+    assert len(windows) == len(set(windows))
+
+
 def endpoints(props: list[dict]) -> list[tuple[str, str, int]]:
     return sorted((p["method"], p["endpoint"], p["status_code"]) for p in props)
 
@@ -109,7 +124,7 @@ def test_a_request_does_not_wait_for_the_spool(home):
 
     # One request that waited on the lock would sit out the 1 s busy timeout by itself.
     assert elapsed < 0.9, f"20 requests took {elapsed:.3f}s while the spool was locked"
-    assert len(spool_rows(home)) == 21
+    assert sum(row["request_count"] for row in spool_rows(home)) == 21
 
 
 def test_telemetry_off_leaves_the_app_untouched(home, monkeypatch):
@@ -175,7 +190,11 @@ def test_a_served_app_spools_every_request_before_it_stops(env, home, project, c
         thread.start()
     for thread in threads:
         thread.join()
-    # Stall the writer on a locked spool so events are still queued when the signal lands.
+    # Stall the writer on a locked spool so events are still queued when the signal lands
+    # (once it exists: the writer adds its counts every second).
+    deadline = time.monotonic() + 10
+    while not spool_path(home).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     blocker = sqlite3.connect(spool_path(home), isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     statuses += [get(url + "/api/projects/2/") for _ in range(10)]
@@ -190,9 +209,11 @@ def test_a_served_app_spools_every_request_before_it_stops(env, home, project, c
     assert wait_for_senders_to_exit(home) == []
     assert flush(env).returncode == 0
     total = probes + len(statuses) + 60
-    props = [e["properties"] for e in collector.wait_for_events(total)]
-    assert len(props) == total
+    received = collector.events()
+    props = [e["properties"] for e in received]
+    assert sum(p["request_count"] for p in props) == total, "every request counted, once"
     assert collector.stats()["duplicates"] == 0
+    assert_one_event_per_window(received)
     seen = {(p["method"], p["endpoint"], p["status_code"]) for p in props}
     assert seen == {
         ("GET", "/api/health", 200),

@@ -28,10 +28,19 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
+    RequestCount = tuple[str, str, int, float, int, float, float]
+    """`(method, endpoint, status_code, window_start, count, duration_ms_total, first_at)`."""
+
 SERVER_BATCH_READY = 100
 """A long-running host starts a sender once this many events were recorded since the last…"""
 SERVER_SPAWN_INTERVAL_S = 60.0
 """…or once this long has passed since it last started one, whichever comes first."""
+WINDOW_S = 60.0
+"""Identical API requests (endpoint, method, status) of one process in a window of this length
+are one event, with `request_count`."""
+WINDOW_GRACE_S = 5.0
+"""A window is sendable this long after it ends: its writer adds the last counts within a
+second, and a late one would start a new row rather than be lost."""
 
 _SPOOL_LOCK = _thread.allocate_lock()
 """Held around every SQLite call, and taken before `fork()`: a child forked while another
@@ -238,14 +247,56 @@ class Telemetry:
     @_never_raises
     def _record_route(self, method: str, route: str, status_code: int, duration_ms: float) -> None:
         """Record one API request whose endpoint is the app's route template (trusted, though
-        the schema still checks it)."""
-        if not self.enabled:
+        the schema still checks it); sendable at once."""
+        if self.enabled:
+            now = time.time()
+            self._count_requests([(method, route, status_code, now, 1, duration_ms, now)], now)
+
+    @_never_raises
+    def _count_requests(self, counts: list[RequestCount], sendable_at: float | None) -> None:
+        """Add request counts to their windows in the spool, one transaction for all.
+
+        Each is `(method, endpoint, status_code, window_start, count, duration_ms_total,
+        first_at)`; a window becomes sendable `WINDOW_GRACE_S` after it ends, or at
+        `sendable_at` when given (a single request, or a server that is shutting down).
+        """
+        if not self.enabled or not counts:
             return
-        props = events.api_request_properties(method, route, status_code, duration_ms)
-        self._record("api_request", props)
-        if self._long_running:
-            self._since_spawn += 1
-            self._start_sender_when_due()
+        self._adopt_fork()
+        windows = []
+        for method, endpoint, status, start, count, total_ms, first_at in counts:
+            props = events.api_request_properties(method, endpoint, status, total_ms / count, count)
+            try:
+                event = events.build("api_request", self._version, props)
+            except events.NotRecorded as refused:
+                self._explain(f"api_request not recorded: {refused}")
+                continue
+            if self.debug:
+                self._write_stderr(events.dumps(event.wire()))
+                continue
+            key = " ".join(
+                (events.session_id(), f"{start:.0f}", props["method"], str(status), endpoint)
+            )
+            closes = start + WINDOW_S + WINDOW_GRACE_S if sendable_at is None else sendable_at
+            created = events.iso_utc(first_at)
+            windows.append(
+                (key, event.uuid, created, event.properties_json, count, total_ms, closes)
+            )
+        if windows and self._has_key and not self.debug:
+            with _SPOOL_LOCK:
+                conn = self._connection()
+                spool.add_request_counts(conn, windows)
+                self._remember_destination(conn)
+            if self._long_running:
+                self._since_spawn += len(windows)
+                self._start_sender_when_due()
+
+    @_never_raises
+    def _close_request_windows(self) -> None:
+        """A server shutting down: its windows will get no more counts, so they may go now."""
+        if self._sends and self._conn is not None:
+            with _SPOOL_LOCK:
+                spool.close_windows(self._connection(), events.session_id(), time.time())
 
     def _serve(self) -> None:
         """For our server integrations: this process is long-running from now on."""
@@ -283,9 +334,12 @@ class Telemetry:
             conn = self._connection()
             if conn is not None:
                 spool.append(conn, event)
-                if not self._destination_saved:
-                    spool.remember_destination(conn, self._api_key, self._host)
-                    self._destination_saved = True
+                self._remember_destination(conn)
+
+    def _remember_destination(self, conn: Any) -> None:
+        if not self._destination_saved:
+            spool.remember_destination(conn, self._api_key, self._host)
+            self._destination_saved = True
 
     @staticmethod
     def _write_stderr(line: str) -> None:

@@ -204,9 +204,24 @@ def metadata(visivo_version: str) -> dict[str, Any]:
 
 
 class Row(Record):
-    """One event as the spool holds it, as the sender claims and `show` reads it."""
+    """One event as the spool holds it, as the sender claims and `show` reads it; `table` is
+    where it waits (`events`, or `request_windows` for coalesced API requests)."""
 
-    _fields = ("id", "uuid", "event", "created_at", "properties")
+    _fields = ("id", "uuid", "event", "created_at", "properties", "table")
+    _defaults = ("events",)
+
+
+def window_properties(base: str, request_count: int, duration_ms_total: float) -> str:
+    """A request window's properties: its fixed ones plus the count and the mean duration."""
+    import json
+
+    try:
+        properties = json.loads(base)
+        properties["request_count"] = request_count
+        properties["duration_ms"] = _duration(duration_ms_total / request_count)
+    except (ValueError, TypeError, ZeroDivisionError):
+        return base  # refused by `wire_json`, as any damaged row is
+    return dumps(properties)
 
 
 class Event(Record):
@@ -239,8 +254,9 @@ def wire_item(event: str, uuid: str, timestamp: str, properties: dict[str, Any])
 def wire_json(row: Row) -> str | None:
     """The batch item for a spooled row, validated against the allowlist; None if invalid.
 
-    PostHog's fixed controls are filled in when a row lacks them (a spool written by an
-    earlier version of this library); a row holding any other value for one is refused.
+    PostHog's fixed controls, and `request_count: 1` for an `api_request`, are filled in when a
+    row lacks them (a spool written by an earlier version of this library); a row holding any
+    other value for a control is refused.
     """
     import json
 
@@ -256,6 +272,8 @@ def wire_json(row: Row) -> str | None:
         return None
     for key, value in schema.POSTHOG_FIELDS.items():
         properties.setdefault(key, value)
+    if row.event == "api_request":
+        properties.setdefault("request_count", 1)  # one request, from a version before counts
     if not schema.is_valid(row.event, properties):
         return None
     # Re-encoded, never spliced: what leaves is exactly what was validated, even for a
@@ -379,13 +397,15 @@ def cli_command_properties(
 
 
 def api_request_properties(
-    method: str, endpoint: str, status_code: int, duration_ms: float
+    method: str, endpoint: str, status_code: int, duration_ms: float, request_count: int = 1
 ) -> dict[str, Any]:
-    """`api_request` properties; an unknown method is recorded as `OTHER`."""
+    """`api_request` properties (`duration_ms` the mean of `request_count` requests); an
+    unknown method is recorded as `OTHER`."""
     method = str(method).upper()
     return {
         "endpoint": endpoint,
         "method": method if method in schema.HTTP_METHODS else "OTHER",
         "status_code": int(status_code),
         "duration_ms": _duration(duration_ms),
+        "request_count": int(request_count),
     }

@@ -24,6 +24,7 @@ MAX_ENDPOINT = 256
 MAX_OBJECT_TYPES = 32
 MAX_FLAG_NAME = 48
 MAX_CLUSTER = 8
+MAX_REQUEST_COUNT = 10**9
 
 LIB_NAME = "visivo-telemetry"
 
@@ -80,7 +81,15 @@ EVENT_FIELDS: dict[str, dict[str, Field]] = {
         "endpoint": Field("string", True, "route template, ids replaced, no query string"),
         "method": Field("string", True, "HTTP method"),
         "status_code": Field("int", True, "HTTP status"),
-        "duration_ms": Field("number", True, "time to answer the request"),
+        "duration_ms": Field(
+            "number", True, "time to answer the request; the mean when `request_count` > 1"
+        ),
+        "request_count": Field(
+            "int",
+            True,
+            "identical requests (same endpoint, method and status) in one 60 s window of one "
+            "process, counted as this one event",
+        ),
     },
 }
 
@@ -286,6 +295,7 @@ _CHECKS = {
     "endpoint": is_clean_endpoint,
     "method": lambda v: v in HTTP_METHODS,
     "status_code": lambda v: _is_int(v) and 100 <= v <= 599,
+    "request_count": lambda v: _is_int(v) and 1 <= v <= MAX_REQUEST_COUNT,
     LIB_VERSION_KEY: lambda v: _is_word(v, VERSION_CHARS, 32),
 }
 

@@ -11,7 +11,7 @@ import os
 import stat
 import time
 
-from .events import Event, Row
+from .events import Event, Row, window_properties
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: `events` and `state`. 2: adds `request_windows` (coalesced API requests)."""
 BUSY_TIMEOUT_S = 1.0
 
 SCHEMA = """
@@ -36,7 +37,25 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value TEXT
 );
+CREATE TABLE IF NOT EXISTS request_windows (
+    id INTEGER PRIMARY KEY,
+    window_key TEXT UNIQUE NOT NULL,
+    uuid TEXT UNIQUE NOT NULL,
+    created_at TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    request_count INTEGER NOT NULL,
+    duration_ms_total REAL NOT NULL,
+    sendable_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    leased_until REAL
+);
 """
+"""Every change is additive (`CREATE TABLE IF NOT EXISTS`, new columns with defaults), so running
+it again is harmless: version 1 of this library rewrites `user_version` to 1 whenever it differs,
+and the next newer process simply runs this again. A table only a newer version writes is one an
+older sender never reads: `api_request` events carry `request_count`, which version 1's sender
+would refuse and drop, so they wait in `request_windows`, never in `events`."""
+
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -139,10 +158,17 @@ def move_aside(path: str) -> None:
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the tables; never downgrade a spool a newer version wrote."""
     conn.execute("PRAGMA synchronous=NORMAL")
-    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    conn.execute("PRAGMA journal_mode=WAL")
+    with Transaction(conn):
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -172,7 +198,13 @@ def open_existing(path: str) -> sqlite3.Connection | None:
 
     if not os.path.exists(path):
         return None
-    return sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S)
+    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        _prepare(conn)  # a spool an older version made gains today's tables
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def is_corruption(error: sqlite3.DatabaseError) -> bool:
@@ -193,8 +225,20 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
+WINDOWS = "request_windows"
+_WINDOW_COLUMNS = "id, uuid, created_at, properties, request_count, duration_ms_total"
+
+
+def _window_rows(found: list[tuple[object, ...]]) -> list[Row]:
+    """`request_windows` rows as events: their properties completed with the count and mean."""
+    return [
+        Row(id_, uuid, "api_request", created, window_properties(props, count, total), WINDOWS)
+        for id_, uuid, created, props, count, total in found
+    ]
+
+
 def claim(conn: sqlite3.Connection, size: int, lease_s: float, now: float) -> list[Row]:
-    """Lease the oldest unleased events for `lease_s`, in one write transaction."""
+    """Lease the oldest unleased events, then closed request windows, in one transaction."""
     with Transaction(conn):
         rows = [
             Row(*r)
@@ -204,27 +248,42 @@ def claim(conn: sqlite3.Connection, size: int, lease_s: float, now: float) -> li
                 (now, size),
             )
         ]
-        if rows:
+        if len(rows) < size:
+            found = conn.execute(
+                f"SELECT {_WINDOW_COLUMNS} FROM {WINDOWS} WHERE sendable_at <= ? "
+                "AND (leased_until IS NULL OR leased_until < ?) ORDER BY id LIMIT ?",
+                (now, now, size - len(rows)),
+            ).fetchall()
+            rows += _window_rows(found)
+        for table, ids in _by_table(rows):
             conn.execute(
-                f"UPDATE events SET leased_until = ? WHERE id IN ({_placeholders(len(rows))})",
-                (now + lease_s, *(r.id for r in rows)),
+                f"UPDATE {table} SET leased_until = ? WHERE id IN ({_placeholders(len(ids))})",
+                (now + lease_s, *ids),
             )
     return rows
 
 
+def _by_table(rows: list[Row]) -> list[tuple[str, list[int]]]:
+    """Row ids grouped by the table that holds them."""
+    groups: dict[str, list[int]] = {}
+    for row in rows:
+        groups.setdefault(row.table, []).append(row.id)
+    return list(groups.items())
+
+
 def newest(conn: sqlite3.Connection, limit: int | None = None) -> list[Row]:
-    """The pending events, oldest first; only the `limit` newest when given (for `show`)."""
-    sql = f"SELECT {ROW_COLUMNS} FROM events ORDER BY id DESC"
-    rows = conn.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-    return [Row(*row) for row in reversed(rows.fetchall())]
+    """Every pending event (open request windows too, with their counts so far), oldest first;
+    only the `limit` newest when given (for `show`)."""
+    rows = [Row(*row) for row in conn.execute(f"SELECT {ROW_COLUMNS} FROM events")]
+    rows += _window_rows(conn.execute(f"SELECT {_WINDOW_COLUMNS} FROM {WINDOWS}").fetchall())
+    rows.sort(key=lambda row: (row.created_at, row.table, row.id))
+    return rows[-limit:] if limit else rows
 
 
 def delete(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Remove delivered (or dropped) events."""
-    if rows:
-        conn.execute(
-            f"DELETE FROM events WHERE id IN ({_placeholders(len(rows))})", [r.id for r in rows]
-        )
+    for table, ids in _by_table(rows):
+        conn.execute(f"DELETE FROM {table} WHERE id IN ({_placeholders(len(ids))})", ids)
 
 
 def drop(conn: sqlite3.Connection, rows: list[Row], reason: str) -> int:
@@ -237,45 +296,85 @@ def drop(conn: sqlite3.Connection, rows: list[Row], reason: str) -> int:
 
 def release(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Give back events that failed to send: one more attempt counted, lease released."""
+    for table, ids in _by_table(rows):
+        conn.execute(
+            f"UPDATE {table} SET attempts = attempts + 1, leased_until = NULL "
+            f"WHERE id IN ({_placeholders(len(ids))})",
+            ids,
+        )
+
+
+def add_request_counts(conn: sqlite3.Connection, windows: list[tuple[object, ...]]) -> None:
+    """Add counts to request windows, in one transaction; durable when this returns.
+
+    Each is `(window_key, uuid, created_at, properties, count, duration_ms_total, sendable_at)`.
+    Counts are added, never set, so a window a sender already took (its process stalled past
+    the window's end) starts a new row with the rest: every request is counted exactly once.
+    """
+    with Transaction(conn):
+        conn.executemany(
+            f"INSERT INTO {WINDOWS} (window_key, uuid, created_at, properties, request_count, "
+            "duration_ms_total, sendable_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(window_key) DO UPDATE SET "
+            "request_count = request_count + excluded.request_count, "
+            "duration_ms_total = duration_ms_total + excluded.duration_ms_total, "
+            "sendable_at = MIN(sendable_at, excluded.sendable_at)",
+            windows,
+        )
+
+
+def close_windows(conn: sqlite3.Connection, session_id: str, now: float) -> None:
+    """Make a process's windows sendable now: it is exiting, no count will be added to them."""
     conn.execute(
-        "UPDATE events SET attempts = attempts + 1, leased_until = NULL "
-        f"WHERE id IN ({_placeholders(len(rows))})",
-        [r.id for r in rows],
+        f"UPDATE {WINDOWS} SET sendable_at = MIN(sendable_at, ?) "
+        "WHERE substr(window_key, 1, ?) = ?",
+        (now, len(session_id), session_id),
     )
+
+
+TABLES = ("events", WINDOWS)
+"""The tables that hold events waiting to be sent."""
 
 
 def void_leases(conn: sqlite3.Connection) -> None:
     """Release every lease: only the lock holder drains, so any lease belongs to a dead sender."""
-    conn.execute("UPDATE events SET leased_until = NULL WHERE leased_until IS NOT NULL")
+    for table in TABLES:
+        conn.execute(f"UPDATE {table} SET leased_until = NULL WHERE leased_until IS NOT NULL")
 
 
 def drop_over_limits(
     conn: sqlite3.Connection, older_than: str, max_attempts: int, max_rows: int
 ) -> int:
     """Drop events created before `older_than`, tried `max_attempts` times, or beyond the newest
-    `max_rows`; each counted under its reason. Returns the total."""
+    `max_rows` (of each table); each counted under its reason. Returns the total."""
     dropped = 0
     with Transaction(conn):
-        for reason, sql, params in (
-            ("age", "DELETE FROM events WHERE created_at < ?", (older_than,)),
-            ("attempts", "DELETE FROM events WHERE attempts >= ?", (max_attempts,)),
-            (
-                "rows",
-                "DELETE FROM events WHERE id <= "
-                "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (max_rows,),
-            ),
-        ):
-            count = conn.execute(sql, params).rowcount
-            add_to_counter(conn, counter_key(reason), count)
-            dropped += count
+        for table in TABLES:
+            for reason, sql, params in (
+                ("age", f"DELETE FROM {table} WHERE created_at < ?", (older_than,)),
+                ("attempts", f"DELETE FROM {table} WHERE attempts >= ?", (max_attempts,)),
+                (
+                    "rows",
+                    f"DELETE FROM {table} WHERE id <= "
+                    f"(SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (max_rows,),
+                ),
+            ):
+                count = conn.execute(sql, params).rowcount
+                add_to_counter(conn, counter_key(reason), count)
+                dropped += count
     return dropped
 
 
 def summary(conn: sqlite3.Connection) -> tuple[int, str | None]:
-    """How many events wait, and when the oldest was created."""
-    count, oldest = conn.execute("SELECT COUNT(*), MIN(created_at) FROM events").fetchone()
-    return count, oldest
+    """How many events wait (each request window is one), and when the oldest was created."""
+    total, oldest = 0, None
+    for table in TABLES:
+        count, first = conn.execute(f"SELECT COUNT(*), MIN(created_at) FROM {table}").fetchone()
+        total += count
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    return total, oldest
 
 
 def all_state(conn: sqlite3.Connection) -> dict[str, str]:
@@ -406,11 +505,18 @@ def sender_starting(conn: sqlite3.Connection, now: float | None = None) -> bool:
 
 
 def has_unleased(conn: sqlite3.Connection, now: float | None = None) -> bool:
-    """Whether any event is waiting and not held by a live sender's lease."""
+    """Whether any event is waiting, sendable and not held by a live sender's lease."""
     now = time.time() if now is None else now
-    row = conn.execute(
-        "SELECT 1 FROM events WHERE leased_until IS NULL OR leased_until < ? LIMIT 1", (now,)
-    ).fetchone()
+    row = (
+        conn.execute(
+            "SELECT 1 FROM events WHERE leased_until IS NULL OR leased_until < ? LIMIT 1", (now,)
+        ).fetchone()
+        or conn.execute(
+            f"SELECT 1 FROM {WINDOWS} WHERE sendable_at <= ? "
+            "AND (leased_until IS NULL OR leased_until < ?) LIMIT 1",
+            (now, now),
+        ).fetchone()
+    )
     return row is not None
 
 

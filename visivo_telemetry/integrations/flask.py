@@ -1,11 +1,12 @@
-"""Record one `api_request` per request to a Flask app: `instrument(app, telemetry)`.
+"""Count the requests to a Flask app as `api_request` events: `instrument(app, telemetry)`.
 
-The request thread only reads a clock and puts a tuple on a queue; a writer thread turns it
-into an event (route template, or the sanitized path of an unmatched request), spools it and
-starts the sender when a batch is ready or the interval has passed. At interpreter exit, and
-on a SIGTERM that would otherwise kill the process outright, the queue is drained into the
-spool before the process ends. Every request is recorded as one event: the allowlist has no
-count field, so identical requests are not coalesced.
+The request thread only reads a clock and puts a tuple on a queue. A writer thread turns it into
+an endpoint (route template, or the sanitized path of an unmatched request) and counts it in
+memory under (endpoint, method, status, 60 s window); every second it adds the counts to the
+spool (`spool.add_request_counts`, one transaction), so a crash loses at most the last second.
+Each window is one event with `request_count` and the mean `duration_ms`, sent once the window
+has ended. At interpreter exit, and on a SIGTERM that would otherwise kill the process outright,
+the queue and the counts are written and the process's windows made sendable before it ends.
 """
 
 from __future__ import annotations
@@ -16,19 +17,28 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, request
 
-from ..client import SERVER_SPAWN_INTERVAL_S, Telemetry
+from ..client import WINDOW_S, Telemetry
 from ..sanitize import sanitize_endpoint
 
 QUEUE_LIMIT = 10_000
 """Requests waiting for the writer; beyond this (spool stuck) new ones are dropped, not held."""
 DRAIN_TIMEOUT_S = 5.0
 """At shutdown, wait at most this long for the writer to spool what is queued."""
+FLUSH_S = 1.0
+"""How often the writer adds its counts to the spool: what a crash of the server may lose."""
 _RULE_KEY = "visivo_telemetry.rule"
+_ENDPOINT_KEY = "visivo_telemetry.endpoint"
 _STOP = None
+
+
+def not_static(path: str, endpoint: str | None) -> bool:
+    """The default choice of requests to record: all but Flask's static files."""
+    return endpoint != "static"
 
 
 def rule_template(rule: str) -> str:
@@ -57,9 +67,16 @@ def static_segments(app: Flask) -> frozenset[str]:
 class FlaskTelemetry:
     """The writer thread and queue behind one instrumented app."""
 
-    def __init__(self, app: Flask, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        telemetry: Telemetry,
+        include: Callable[[str, str | None], bool] = not_static,
+    ) -> None:
         self.app = app
         self.telemetry = telemetry
+        self.include = include
+        self._templates: dict[str, str] = {}
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -88,27 +105,66 @@ class FlaskTelemetry:
             self._pid = os.getpid()
 
     def _write(self) -> None:
+        counts: dict[tuple[str, str, int, float], list[float]] = {}
+        next_flush = time.monotonic() + FLUSH_S
         while True:
             try:
-                item = self._queue.get(timeout=SERVER_SPAWN_INTERVAL_S)
+                item = self._queue.get(timeout=max(next_flush - time.monotonic(), 0.0))
             except queue.Empty:
-                self.telemetry._start_sender_when_due()
-                continue
+                item = ()
             if item is _STOP:
+                self._flush(counts, closing=True)
                 return
-            try:
-                self._record(*item)
-            except Exception:
-                pass
+            if item:
+                try:
+                    self._count(counts, *item)
+                except Exception:
+                    pass
+            if time.monotonic() >= next_flush:
+                self._flush(counts)
+                next_flush = time.monotonic() + FLUSH_S
 
-    def _record(
-        self, rule: str | None, path: str, method: str, status: int, duration_ms: float
+    def _count(
+        self,
+        counts: dict[tuple[str, str, int, float], list[float]],
+        rule: str | None,
+        endpoint_name: str | None,
+        path: str,
+        method: str,
+        status: int,
+        duration_ms: float,
     ) -> None:
-        if rule is not None:
-            endpoint = rule_template(rule)
+        """Count one request in its window (in memory until the next flush)."""
+        if not self.include(path, endpoint_name):
+            return
+        now = time.time()
+        key = (method, self._endpoint(rule, path), status, now - now % WINDOW_S)
+        seen = counts.get(key)
+        if seen is None:
+            counts[key] = [1, duration_ms, now]
         else:
-            endpoint = sanitize_endpoint(path, known_segments=self._known_segments())
-        self.telemetry._record_route(method, endpoint, status, duration_ms)
+            seen[0] += 1
+            seen[1] += duration_ms
+
+    def _flush(
+        self, counts: dict[tuple[str, str, int, float], list[float]], closing: bool = False
+    ) -> None:
+        """Add the counts to the spool; when closing, the windows may be sent at once."""
+        batch = [(*key, int(count), total, first) for key, (count, total, first) in counts.items()]
+        counts.clear()
+        self.telemetry._count_requests(batch, None)
+        if closing:
+            self.telemetry._close_request_windows()
+        else:
+            self.telemetry._start_sender_when_due()
+
+    def _endpoint(self, rule: str | None, path: str) -> str:
+        if rule is None:
+            return sanitize_endpoint(path, known_segments=self._known_segments())
+        template = self._templates.get(rule)
+        if template is None:
+            template = self._templates[rule] = rule_template(rule)
+        return template
 
     def _known_segments(self) -> frozenset[str]:
         # Flask refuses new routes once it has served a request, so computing once is exact.
@@ -151,6 +207,7 @@ def _wsgi_middleware(app: Flask, writer: FlaskTelemetry) -> None:
             writer.submit(
                 (
                     environ.get(_RULE_KEY),
+                    environ.get(_ENDPOINT_KEY),
                     environ.get("PATH_INFO", "/"),
                     environ.get("REQUEST_METHOD", "OTHER"),
                     status[0],
@@ -177,6 +234,7 @@ def _remember_rule(_error: BaseException | None = None) -> None:
     rule = request.url_rule or _rule_for_another_method()
     if rule is not None:
         request.environ[_RULE_KEY] = rule.rule
+        request.environ[_ENDPOINT_KEY] = rule.endpoint
 
 
 def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
@@ -197,10 +255,20 @@ def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
         pass
 
 
-def instrument(app: Flask, telemetry: Telemetry) -> FlaskTelemetry:
-    """Record every request to `app` as an `api_request` event, off the request thread."""
+def instrument(
+    app: Flask,
+    telemetry: Telemetry,
+    *,
+    include: Callable[[str, str | None], bool] = not_static,
+) -> FlaskTelemetry:
+    """Count the requests to `app` as `api_request` events, off the request thread.
+
+    `include(path, endpoint)` chooses which requests are recorded (`endpoint` is the Flask
+    endpoint name of the matched route, None when none matched); it runs in the writer thread.
+    By default every request but Flask's static files is.
+    """
     telemetry._serve()
-    writer = FlaskTelemetry(app, telemetry)
+    writer = FlaskTelemetry(app, telemetry, include)
     if telemetry.enabled:
         app.teardown_request(_remember_rule)
         _wsgi_middleware(app, writer)
