@@ -1,11 +1,13 @@
 """A tiny Visivo-like API server with telemetry wired in by one line.
 
-`python scripts/flask_app.py --port 8001` serves on 127.0.0.1 only.
+`python scripts/flask_app.py --port 8001` serves on 127.0.0.1 only. Tests shorten its request
+windows with `VISIVO_EXAMPLE_WINDOW_S` (seconds; the library's default is 60).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from flask import Flask, abort, jsonify
 
@@ -42,7 +44,9 @@ def boom() -> object:
 
 
 telemetry = instrument(
-    app, Telemetry(VERSION, api_key=POSTHOG_KEY, host=POSTHOG_HOST, long_running=True)
+    app,
+    Telemetry(VERSION, api_key=POSTHOG_KEY, host=POSTHOG_HOST, long_running=True),
+    window_s=float(os.environ.get("VISIVO_EXAMPLE_WINDOW_S", "60")),
 )
 
 

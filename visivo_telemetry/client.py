@@ -253,7 +253,9 @@ class Telemetry:
             self._count_requests([(method, route, status_code, now, 1, duration_ms, now)], now)
 
     @_never_raises
-    def _count_requests(self, counts: list[RequestCount], sendable_at: float | None) -> None:
+    def _count_requests(
+        self, counts: list[RequestCount], sendable_at: float | None, window_s: float = WINDOW_S
+    ) -> None:
         """Add request counts to their windows in the spool, one transaction for all.
 
         Each is `(method, endpoint, status_code, window_start, count, duration_ms_total,
@@ -277,7 +279,7 @@ class Telemetry:
             key = " ".join(
                 (events.session_id(), f"{start:.0f}", props["method"], str(status), endpoint)
             )
-            closes = start + WINDOW_S + WINDOW_GRACE_S if sendable_at is None else sendable_at
+            closes = start + window_s + WINDOW_GRACE_S if sendable_at is None else sendable_at
             created = events.iso_utc(first_at)
             windows.append(
                 (key, event.uuid, created, event.properties_json, count, total_ms, closes)

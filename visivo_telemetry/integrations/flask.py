@@ -72,10 +72,12 @@ class FlaskTelemetry:
         app: Flask,
         telemetry: Telemetry,
         include: Callable[[str, str | None], bool] = not_static,
+        window_s: float = WINDOW_S,
     ) -> None:
         self.app = app
         self.telemetry = telemetry
         self.include = include
+        self.window_s = window_s
         self._templates: dict[str, str] = {}
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
@@ -138,7 +140,7 @@ class FlaskTelemetry:
         if not self.include(path, endpoint_name):
             return
         now = time.time()
-        key = (method, self._endpoint(rule, path), status, now - now % WINDOW_S)
+        key = (method, self._endpoint(rule, path), status, now - now % self.window_s)
         seen = counts.get(key)
         if seen is None:
             counts[key] = [1, duration_ms, now]
@@ -152,7 +154,7 @@ class FlaskTelemetry:
         """Add the counts to the spool; when closing, the windows may be sent at once."""
         batch = [(*key, int(count), total, first) for key, (count, total, first) in counts.items()]
         counts.clear()
-        self.telemetry._count_requests(batch, None)
+        self.telemetry._count_requests(batch, None, self.window_s)
         if closing:
             self.telemetry._close_request_windows()
         else:
@@ -260,15 +262,17 @@ def instrument(
     telemetry: Telemetry,
     *,
     include: Callable[[str, str | None], bool] = not_static,
+    window_s: float = WINDOW_S,
 ) -> FlaskTelemetry:
     """Count the requests to `app` as `api_request` events, off the request thread.
 
     `include(path, endpoint)` chooses which requests are recorded (`endpoint` is the Flask
     endpoint name of the matched route, None when none matched); it runs in the writer thread.
-    By default every request but Flask's static files is.
+    By default every request but Flask's static files is. Identical requests within `window_s`
+    (aligned to the clock, default 60 s) are one event with their `request_count`.
     """
     telemetry._serve()
-    writer = FlaskTelemetry(app, telemetry, include)
+    writer = FlaskTelemetry(app, telemetry, include, window_s)
     if telemetry.enabled:
         app.teardown_request(_remember_rule)
         _wsgi_middleware(app, writer)
