@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 from visivo_telemetry import config, spool
-from visivo_telemetry.events import Row, iso_utc, part_body, wire_json
+from visivo_telemetry.events import Row, from_newer_library, iso_utc, part_body, wire_json
 
 from .transport import Response, Transport, TransportError
 
@@ -245,15 +245,17 @@ class Drain:
         return self._conclude(split, failed_part if failure else [], failure)
 
     def _validated(self, rows: list[Row]) -> list[tuple[Row, str]]:
-        """The rows that pass the allowlist again, with their wire JSON; the rest are dropped."""
+        """The rows that pass the allowlist again, with their wire JSON; the rest are dropped,
+        except those a newer version of this library wrote: they stay leased (so this drain
+        does not claim them again) for a sender that knows their format."""
         valid: list[tuple[Row, str]] = []
         invalid: list[Row] = []
         for row in rows:
             item = wire_json(row)
-            if item is None:
-                invalid.append(row)
-            else:
+            if item is not None:
                 valid.append((row, item))
+            elif not from_newer_library(row):
+                invalid.append(row)
         self._drop(invalid, "invalid")
         return valid
 

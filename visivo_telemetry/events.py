@@ -281,6 +281,30 @@ def wire_json(row: Row) -> str | None:
     return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
 
 
+def _version_tuple(text: object) -> tuple[int, ...]:
+    parts = []
+    for part in str(text).split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def from_newer_library(row: Row) -> bool:
+    """Whether a row was written by a newer version of this library (its `$lib_version`).
+
+    A row we cannot validate but a newer version wrote may hold what we do not know yet (a new
+    field): we leave it for a sender of that version instead of dropping it.
+    """
+    import json
+
+    try:
+        written_by = json.loads(row.properties).get(schema.LIB_VERSION_KEY)
+    except (ValueError, AttributeError):
+        return False
+    return _version_tuple(written_by) > _version_tuple(LIB_VERSION)
+
+
 HISTORICAL_AGE_S = 48 * 3600
 """Events all older than this go to PostHog's historical pipeline (`historical_migration`)."""
 
