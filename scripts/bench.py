@@ -47,10 +47,12 @@ class Plan:
     hot_path_calls: int
     drain_events: int
     per_writer: int
+    poller_minutes: float
+    poller_scale: float
 
 
-FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000)
-QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200)
+FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000, 10.0, 20.0)
+QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200, 1.0, 20.0)
 
 
 def conditions(plan: Plan, healthy_url: str) -> list[bench_cli.Condition]:
@@ -99,14 +101,17 @@ def cli_rows(base: Path, collector, plan: Plan) -> list[Row]:
     return table
 
 
-def run_all(base: Path, plan: Plan) -> list[Row]:
+def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
     """Every benchmark, in an order that keeps the receiver's mode changes simple."""
     with load_collector()(base / "received.db") as collector:
+        if only == "poller":
+            return bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
         bench_cli.warm_up(base, collector.url)
         table = bench_spool.hot_path(base, plan.hot_path_calls)
         table += cli_rows(base, collector, plan)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
+        table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
     return table
 
 
@@ -148,6 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (smoke test)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
+    parser.add_argument("--only", choices=["poller"], help="run one benchmark only")
     return parser.parse_args(argv)
 
 
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="visivo-bench-"))
     try:
-        table = run_all(base, plan)
+        table = run_all(base, plan, args.only)
     finally:
         homes = base / "homes"
         kill_senders(homes.iterdir() if homes.exists() else [])

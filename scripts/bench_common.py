@@ -105,7 +105,12 @@ def spooled(home: Path) -> int:
         return 0
     conn = sqlite3.connect(path, timeout=5.0)
     try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        return sum(
+            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("events", "request_windows")
+            if table in tables
+        )
     except sqlite3.Error:
         return 0
     finally:

@@ -222,3 +222,55 @@ def _writer_row(
         f"({crashed} crashed, {printed} printed, {max(missing, 0)} missing)",
         target=verdict(errors == 0, "0 errors") if writers == 8 else "—",
     )
+
+
+def poller(base: Path, collector, minutes: float, scale: float) -> list[Row]:
+    """A viewer polling the API server: 3 endpoints, 10 times a second, for `minutes` (time
+    compressed by `scale`), with 60 s windows and with one window per request."""
+    rows = []
+    for variant, window_s in (("coalesced, 60 s windows", 60.0), ("one event per request", 1e-6)):
+        key = f"bench-poller-{int(window_s)}"
+        home = new_home(base, key)
+        env = child_env(home, collector.url, key)
+        found = _worker(["poller", str(minutes), str(scale), str(window_s)], env, base)
+        wait_for_quiet(home)
+        _worker(["drain", "60"], env, base)
+        received = _received_requests(collector.db_path, key)
+        rows.append(
+            Row(
+                f"Poller: 3 endpoints × 10/s for {minutes:g} min ({found['requests']:,} requests;"
+                f" time compressed {scale:g}×)",
+                variant,
+                f"{received['n']:,} events sent; {found['peak_rows']:,} rows in the spool at "
+                f"peak; request thread {found['cpu_us_per_request']:.1f} µs CPU per request "
+                f"for telemetry (Flask itself {found['bare_cpu_us_per_request']:.0f} µs)",
+                events=f"{received['counted']:,}/{found['requests']:,} requests counted; "
+                f"{spooled(home):,} left",
+            )
+        )
+    return rows
+
+
+def wait_for_quiet(home: Path, timeout: float = 60.0) -> None:
+    """Until no sender of this HOME runs (they were started by the poller's server)."""
+    from bench_common import sender_pids
+
+    deadline = time.monotonic() + timeout
+    while sender_pids([home]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _received_requests(receiver_db: Path, api_key: str) -> dict[str, int]:
+    """`api_request` events the receiver stored under one key, and the requests they count."""
+    import sqlite3
+
+    conn = sqlite3.connect(receiver_db, timeout=5.0)
+    try:
+        found = conn.execute(
+            "SELECT properties FROM events WHERE api_key = ? AND event = 'api_request'",
+            (api_key,),
+        ).fetchall()
+    finally:
+        conn.close()
+    counts = [json.loads(properties).get("request_count", 1) for (properties,) in found]
+    return {"n": len(counts), "counted": sum(counts)}

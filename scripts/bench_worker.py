@@ -4,6 +4,7 @@
     python scripts/bench_worker.py writer N START OUT append N events at full speed from START
     python scripts/bench_worker.py fill N             bulk-insert N valid events into the spool
     python scripts/bench_worker.py drain BUDGET       run the real sender's deliver() once
+    python scripts/bench_worker.py poller MIN SCALE W a viewer polling the API server (W: window s)
 
 Only `sys` is imported at the top (and no `__future__`), so `hotpath` sees exactly the modules
 that importing visivo_telemetry and recording an event bring in.
@@ -128,6 +129,91 @@ def drain(budget_s: float) -> None:
     _emit({"sent": sent, "failed": failed, "stopped": reason, "seconds": seconds})
 
 
+def poller(minutes: float, scale: float, window_s: float) -> None:
+    """A viewer polling 3 endpoints 10 times a second for `minutes`, in `minutes / scale`.
+
+    Time is compressed by `scale`: the poll interval, the request windows, the writer's flush
+    interval and the windows' grace all shrink together, so the events and rows are those of
+    the real run. A `window_s` far below a poll interval gives every request a window of its
+    own: one event per request, the cost without coalescing. Senders really run (to the
+    benchmark's receiver). The request thread's CPU is measured with `time.thread_time` around
+    each request, paired with the same request to the same app not instrumented; the difference
+    is telemetry's.
+    """
+    import os
+    import time
+
+    from flask import Flask
+
+    from visivo_telemetry import Telemetry, client
+    from visivo_telemetry.integrations import flask as integration
+
+    integration.FLUSH_S = 1.0 / scale
+    client.WINDOW_GRACE_S = 5.0 / scale
+    client.SERVER_SPAWN_INTERVAL_S = 60.0 / scale
+
+    def make_app() -> Flask:
+        app = Flask("bench_poller")
+        for name in ("traces", "charts", "dashboards"):
+            app.add_url_rule(f"/api/{name}/<int:item>/", name, lambda item: {"id": item})
+        return app
+
+    ticks = int(minutes * 60 * 10)
+    tick_s = 0.1 / scale
+    paths = ["/api/traces/1/", "/api/charts/2/", "/api/dashboards/3/"]
+
+    bare = make_app().test_client()
+    app = make_app()
+    telemetry = Telemetry(VERSION, project_dir=".", api_key=POSTHOG_KEY, long_running=True)
+    writer = integration.instrument(app, telemetry, window_s=window_s / scale)
+    instrumented = app.test_client()
+    db = os.path.join(os.environ["HOME"], ".visivo", "telemetry.db")
+    cpu = {bare: 0.0, instrumented: 0.0}
+    peak = 0
+    started = time.monotonic()
+    for tick in range(ticks):
+        while time.monotonic() < started + tick * tick_s:
+            time.sleep(tick_s / 4)
+        for path in paths:
+            pair = (bare, instrumented) if tick % 2 else (instrumented, bare)
+            for test_client in pair:  # paired, in turns, so noise and order hit both alike
+                before = time.thread_time()
+                test_client.get(path)
+                cpu[test_client] += time.thread_time() - before
+        if tick % 10 == 0:
+            peak = max(peak, _rows(db))
+    writer.drain()
+    cpu, bare_cpu = cpu[instrumented], cpu[bare]
+    requests = ticks * len(paths)
+    _emit(
+        {
+            "requests": requests,
+            "peak_rows": peak,
+            "cpu_us_per_request": (cpu - bare_cpu) / requests * 1e6,
+            "bare_cpu_us_per_request": bare_cpu / requests * 1e6,
+            "left_rows": _rows(db),
+        }
+    )
+
+
+def _rows(db: str) -> int:
+    import os
+    import sqlite3
+
+    if not os.path.exists(db):
+        return 0
+    conn = sqlite3.connect(db)
+    try:
+        return sum(
+            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("events", "request_windows")
+        )
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
 def _spool_rows() -> int:
     """Rows in this HOME's spool (read after all timing is done)."""
     import os
@@ -160,6 +246,8 @@ def main(argv: list) -> None:
         fill(int(argv[1]))
     elif job == "drain":
         drain(float(argv[1]))
+    elif job == "poller":
+        poller(float(argv[1]), float(argv[2]), float(argv[3]))
     else:
         raise SystemExit(f"unknown job {job!r}")
 

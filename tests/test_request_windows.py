@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import collections
+import json
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ from flask import Flask
 from helpers import flush, spool_path, spool_rows, wait_for_senders_to_exit
 from test_flask_integration import get, make_app, start_server
 
-from visivo_telemetry import Telemetry
+from visivo_telemetry import Telemetry, spool
 from visivo_telemetry.integrations.flask import instrument
 
 Key = tuple[str, str, int]
@@ -212,3 +213,22 @@ def test_include_chooses_which_requests_are_recorded(home, tmp_path):
     recorded = sorted(row["properties"]["endpoint"] for row in spool_rows(home))
     assert recorded == ["/api/projects/{project_id}/", "/api/{value}"]
     assert spool_path(home).exists()
+
+
+def test_counts_added_while_a_sender_holds_the_window_are_kept_for_the_next_event(home):
+    """A sender took a closed window (it is sending it); counts for that window that arrive
+    meanwhile (a writer that stalled past the window's grace) start a row of their own, so the
+    sender's delete after its 2xx cannot take them along."""
+    telemetry = Telemetry("1.4.0", api_key="phc_test_key", project_dir=None)
+    start = time.time() - 120  # a window that has ended: sendable
+    late = [("GET", "/api/projects/", 200, start, 1, 2.0, start)]
+    telemetry._count_requests(late, None)
+    conn = spool.connect(str(spool_path(home)))
+    try:
+        taken = spool.claim(conn, 100, 120.0, time.time())
+        assert [json.loads(row.properties)["request_count"] for row in taken] == [1]
+        telemetry._count_requests(late * 2, None)  # the same window, two more
+        spool.delete(conn, taken)  # the receiver answered 2xx
+    finally:
+        conn.close()
+    assert [row["request_count"] for row in spool_rows(home)] == [2]

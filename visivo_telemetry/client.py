@@ -277,7 +277,7 @@ class Telemetry:
                 self._write_stderr(events.dumps(event.wire()))
                 continue
             key = " ".join(
-                (events.session_id(), f"{start:.0f}", props["method"], str(status), endpoint)
+                (events.session_id(), f"{start:.6f}", props["method"], str(status), endpoint)
             )
             closes = start + window_s + WINDOW_GRACE_S if sendable_at is None else sendable_at
             created = events.iso_utc(first_at)

@@ -260,6 +260,13 @@ def claim(conn: sqlite3.Connection, size: int, lease_s: float, now: float) -> li
                 f"UPDATE {table} SET leased_until = ? WHERE id IN ({_placeholders(len(ids))})",
                 (now + lease_s, *ids),
             )
+            if table == WINDOWS:
+                # Taken: counts added from now on start a row of their own, never one in flight.
+                conn.execute(
+                    f"UPDATE {WINDOWS} SET window_key = window_key || ' taken ' || id "
+                    f"WHERE id IN ({_placeholders(len(ids))}) AND window_key NOT LIKE '% taken %'",
+                    ids,
+                )
     return rows
 
 
