@@ -80,9 +80,7 @@ class _Spec:
     def __init__(self, command: click.Command, ctx: click.Context) -> None:
         settings = command.context_settings
         self.normalize = settings.get("token_normalize_func", ctx.token_normalize_func)
-        self.interspersed = settings.get(
-            "allow_interspersed_args", command.allow_interspersed_args
-        )
+        self.interspersed = settings.get("allow_interspersed_args", command.allow_interspersed_args)
         self.options: dict[str, _Opt] = {}
         for param in command.get_params(ctx):
             if isinstance(param, click.Option):
