@@ -39,7 +39,10 @@ def options(draw):
     count = draw(st.integers(1, 6))
     longs = draw(st.lists(words, min_size=count, max_size=count, unique=True))
     letters = draw(st.lists(shorts, min_size=count, max_size=count, unique=True))
-    return [(f"--{w}", f"-{s}", draw(st.sampled_from(KINDS))) for w, s in zip(longs, letters)]
+    return [
+        (f"--{w}", f"-{s}", draw(st.sampled_from(KINDS)))
+        for w, s in zip(longs, letters, strict=True)
+    ]
 
 
 KINDS = ("value", "flag", "count", "pair")

@@ -10,8 +10,10 @@ recorded by class name while `--help` and `Exit(0)` count as success.
 What is recorded: the command path from click's table (`"run"`, `"dbt build"`) and the sanitized
 arguments after it, where any flag the command does not declare is masked. A word that is not
 a command is recorded as `"unknown-command"` (`"dbt unknown-command"` under a nested group)
-with no arguments. Runs that name no command (`visivo --help`, `visivo --version`) and shell
-completion record nothing.
+with no arguments. A run that names no command (`visivo --help`, `visivo --version`, a bare
+`visivo`, or an error in the group's own options) is recorded as `"help"` with no arguments,
+the name Visivo 2.2.1 gives any run whose first word starts with `-`. Shell completion records
+nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from ..sanitize import DeclaredOption, is_number, is_sensitive_flag
 from ..schema import REDACTED
 
 UNKNOWN = "unknown-command"
+BARE = "help"
+"""A run that names no command (`--help`, `--version`, bare): Visivo 2.2.1's own name."""
 MASKED = "<value>"
 _RUN_KEY = "visivo_telemetry.run"
 _WRAPPED = "_visivo_telemetry_instrumented"
@@ -38,8 +42,10 @@ class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
     def __init__(self, telemetry: Telemetry) -> None:
-        self.recorder = telemetry.command(UNKNOWN, ())
+        self.recorder = telemetry.command(BARE, ())
         self.path: list[str] = []
+        self.done = False
+        self.noticed = False
 
     def __enter__(self) -> _Run:
         self.recorder.__enter__()
@@ -51,6 +57,9 @@ class _Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
+        if self.done:
+            return False
+        self.done = True
         if exc_type is None and not _FORWARDS_EXCEPTIONS:
             exc_type, exc, traceback = sys.exc_info()
         self.recorder.__exit__(exc_type, exc, traceback)
@@ -192,9 +201,32 @@ def _run_of(ctx: click.Context, telemetry: Telemetry, show_notice: bool) -> _Run
     run = root.meta.get(_RUN_KEY)
     if run is None:
         run = root.meta[_RUN_KEY] = root.with_resource(_Run(telemetry))
-        if show_notice:
-            _print_notice(telemetry)
+    if show_notice and not run.noticed:
+        run.noticed = True
+        _print_notice(telemetry)
     return run
+
+
+def _wrap_parse(group: click.Group, telemetry: Telemetry) -> None:
+    """Start the run before the root group parses: `--help`/`--version` end inside parsing,
+    on a context click never closes, so such a run is recorded (as `help`) right here."""
+    original: Callable[..., Any] = group.parse_args
+
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is not None or ctx.resilient_parsing:
+            return original(ctx, args)
+        try:
+            run: _Run | None = _run_of(ctx, telemetry, show_notice=False)
+        except Exception:
+            run = None
+        try:
+            return original(ctx, args)
+        except BaseException:
+            if run is not None:
+                run.__exit__(*sys.exc_info())
+            raise
+
+    group.parse_args = parse_args  # type: ignore[method-assign]
 
 
 def _print_notice(telemetry: Telemetry) -> None:
@@ -238,6 +270,7 @@ def _wrap(group: click.Group, telemetry: Telemetry, show_notice: bool) -> None:
             pass
 
     group.resolve_command = resolve_command  # type: ignore[method-assign]
+    _wrap_parse(group, telemetry)
     setattr(group, _WRAPPED, True)
 
 
