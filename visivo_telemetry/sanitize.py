@@ -21,6 +21,7 @@ from .schema import (
     VALUE,
     is_clean_segment,
     is_flag_name,
+    is_option_name,
     is_short_cluster,
     is_uuid,
 )
@@ -127,6 +128,18 @@ def _long_option(token: str) -> tuple[str, bool]:
     return name, sensitive
 
 
+class DeclaredOption(str):
+    """A token the host's own parser (click) knows is one of its option names, possibly with
+    `=value`: kept as typed (`-df`), which from the string alone could be `-d` and a value."""
+
+    sensitive: bool = False
+
+    def __new__(cls, text: str, sensitive: bool = False) -> DeclaredOption:
+        token = super().__new__(cls, text)
+        token.sensitive = sensitive
+        return token
+
+
 class _ArgvReader:
     """Reads argv left to right, remembering `--` and whether a secret is due next."""
 
@@ -142,6 +155,8 @@ class _ArgvReader:
             return REDACTED if secret else PATH if isinstance(raw, os.PathLike) else VALUE
         if self.positional_only:
             return placeholder(token)
+        if isinstance(raw, DeclaredOption) and is_option_name(token.partition("=")[0]):
+            return self._declared(token, raw.sensitive)
         if token == "--":
             self.positional_only = True
             return token
@@ -153,6 +168,13 @@ class _ArgvReader:
         if secret or not token.startswith("-") or len(token) == 1 or is_number(token):
             return placeholder(token, secret)
         return _short_option(token)
+
+    def _declared(self, token: str, sensitive: bool) -> str:
+        name, has_value, value = token.partition("=")
+        if has_value:
+            return f"{name}={placeholder(value, sensitive or is_sensitive_flag(name))}"
+        self.secret_next = sensitive or is_sensitive_flag(name)
+        return name
 
 
 def sanitize_args(args: Iterable[object]) -> list[str]:

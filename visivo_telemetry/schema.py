@@ -162,15 +162,26 @@ def is_short_cluster(token: str) -> bool:
     )
 
 
+def is_option_name(token: str) -> bool:
+    """A long name (`--threads`) or a declared multi-letter short one (`-df`, `-th`)."""
+    body = token[1:]
+    return is_flag_name(token) or (
+        token[:1] == "-"
+        and 0 < len(body) <= MAX_FLAG_NAME
+        and body[0] in LETTERS
+        and NAME_CHARS.issuperset(body)
+    )
+
+
 def is_clean_arg(arg: object) -> bool:
     """An argument as the sanitizer emits it: a flag name, a placeholder, or both joined."""
     if not isinstance(arg, str):
         return False
-    if arg in PLACEHOLDERS or arg == "--" or is_flag_name(arg) or is_short_cluster(arg):
+    if arg in PLACEHOLDERS or arg == "--" or is_option_name(arg) or is_short_cluster(arg):
         return True
     name, has_value, value = arg.partition("=")
     if has_value:
-        return is_flag_name(name) and value in PLACEHOLDERS
+        return is_option_name(name) and value in PLACEHOLDERS
     return len(arg) > 2 and arg[0] == "-" and arg[1] in LETTERS and arg[2:] in PLACEHOLDERS
 
 

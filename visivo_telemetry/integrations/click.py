@@ -10,8 +10,10 @@ recorded by class name while `--help` and `Exit(0)` count as success.
 What is recorded: the command path from click's table (`"run"`, `"dbt build"`) and the sanitized
 arguments after it, where any flag the command does not declare is masked. A word that is not
 a command is recorded as `"unknown-command"` (`"dbt unknown-command"` under a nested group)
-with no arguments. Runs that name no command (`visivo --help`, `visivo --version`) and shell
-completion record nothing.
+with no arguments. A run that names no command (`visivo --help`, `visivo --version`, a bare
+`visivo`, or an error in the group's own options) is recorded as `"help"` with no arguments,
+the name Visivo 2.2.1 gives any run whose first word starts with `-`. Shell completion records
+nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from typing import Any
 import click
 
 from ..client import Telemetry
-from ..sanitize import is_number
+from ..sanitize import DeclaredOption, is_number, is_sensitive_flag
+from ..schema import REDACTED
 
 UNKNOWN = "unknown-command"
+BARE = "help"
+"""A run that names no command (`--help`, `--version`, bare): Visivo 2.2.1's own name."""
 MASKED = "<value>"
 _RUN_KEY = "visivo_telemetry.run"
 _WRAPPED = "_visivo_telemetry_instrumented"
@@ -37,8 +42,10 @@ class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
     def __init__(self, telemetry: Telemetry) -> None:
-        self.recorder = telemetry.command(UNKNOWN, ())
+        self.recorder = telemetry.command(BARE, ())
         self.path: list[str] = []
+        self.done = False
+        self.noticed = False
 
     def __enter__(self) -> _Run:
         self.recorder.__enter__()
@@ -50,38 +57,143 @@ class _Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
+        if self.done:
+            return False
+        self.done = True
         if exc_type is None and not _FORWARDS_EXCEPTIONS:
             exc_type, exc, traceback = sys.exc_info()
         self.recorder.__exit__(exc_type, exc, traceback)
         return False
 
-    def resolved(self, name: str, args: list[str]) -> None:
+    def resolved(self, name: str, args: list[object]) -> None:
         self.path.append(name)
         self.recorder.name = " ".join(self.path)
         self.recorder.args = args
 
 
-def _declared_flags(command: click.Command, ctx: click.Context) -> frozenset[str]:
-    names: set[str] = set()
-    for param in command.get_params(ctx):
-        if isinstance(param, click.Option):
-            names.update(param.opts, param.secondary_opts)
-    return frozenset(names)
+class _Opt:
+    """What click's parser knows of one option name: how many values follow it."""
+
+    __slots__ = ("name", "nargs", "optional", "sensitive")
+
+    def __init__(self, name: str, param: click.Option, takes_value: bool) -> None:
+        self.name = name
+        self.nargs = param.nargs if takes_value else 0
+        self.optional = takes_value and bool(getattr(param, "_flag_needs_value", False))
+        self.sensitive = any(is_sensitive_flag(n) for n in (*param.opts, param.name or ""))
 
 
-def mask_undeclared_flags(args: list[str], declared: frozenset[str]) -> list[str]:
-    """Replace flags the command does not declare: a mistyped flag must not leak a word."""
-    masked: list[str] = []
-    for index, token in enumerate(args):
-        if token == "--":
-            masked.extend(args[index:])
-            break
-        if len(token) > 1 and token.startswith("-") and not is_number(token):
-            name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
-            if name not in declared:
-                token = MASKED
-        masked.append(token)
-    return masked
+class _Spec:
+    """A command's options as click's parser sees them (`Option.add_to_parser`)."""
+
+    def __init__(self, command: click.Command, ctx: click.Context) -> None:
+        settings = command.context_settings
+        self.normalize = settings.get("token_normalize_func", ctx.token_normalize_func)
+        self.interspersed = settings.get("allow_interspersed_args", command.allow_interspersed_args)
+        self.options: dict[str, _Opt] = {}
+        for param in command.get_params(ctx):
+            if isinstance(param, click.Option):
+                takes_value = not param.is_flag and not param.count
+                for name in (*param.opts, *param.secondary_opts):
+                    self.options[self._norm(name)] = _Opt(name, param, takes_value)
+        self.prefixes = {"-", *(name[0] for name in self.options)}
+
+    def _norm(self, name: str) -> str:
+        if self.normalize is None:
+            return name
+        prefix = name[:2] if name[1:2] == name[:1] else name[:1]
+        return prefix + self.normalize(name[len(prefix) :])
+
+    def find(self, name: str) -> _Opt | None:
+        try:
+            return self.options.get(self._norm(name))
+        except Exception:
+            return None
+
+    def is_option(self, token: str) -> bool:
+        return len(token) > 1 and token[0] in self.prefixes
+
+
+def _value(token: str, sensitive: bool) -> str:
+    """A value: one that looks like a flag is replaced here, the rest by `sanitize_args`."""
+    if token.startswith("-") and not is_number(token):
+        return REDACTED if sensitive else MASKED
+    return token
+
+
+class _Walk:
+    """Reads a command's argv as click's parser does, naming options from its own table."""
+
+    def __init__(self, args: list[str], spec: _Spec) -> None:
+        self.rest = list(args)
+        self.spec = spec
+        self.out: list[object] = []
+
+    def run(self) -> list[object]:
+        while self.rest:
+            token = self.rest.pop(0)
+            if token == "--":
+                self.out.append(token)
+                self.out.extend(self.rest)
+                return self.out
+            if self.spec.is_option(token):
+                self.option(token)
+            elif self.spec.interspersed:
+                self.out.append(token)
+            else:
+                self.out.append(token)
+                self.out.extend(_value(t, False) for t in self.rest)
+                return self.out
+        return self.out
+
+    def option(self, token: str) -> None:
+        name, has_value, _ = token.partition("=")
+        opt = self.spec.find(name)
+        if opt is not None and len(name) > 2:
+            self.long(token, opt, has_value)
+        elif token[1:2] == token[:1]:
+            self.out.append(MASKED)
+        else:
+            self.short(token)
+
+    def long(self, token: str, opt: _Opt, has_value: bool) -> None:
+        if has_value:
+            attached = token.partition("=")[2]
+            self.out.append(DeclaredOption(f"{opt.name}={attached}", opt.sensitive))
+            return
+        self.out.append(DeclaredOption(opt.name, opt.sensitive))
+        self.values(opt)
+
+    def short(self, token: str) -> None:
+        """`-vq` (flags), `-t4` (attached value): click's `_match_short_opt`."""
+        names = []
+        for index, letter in enumerate(token[1:], 2):
+            opt = self.spec.find(token[0] + letter)
+            if opt is None:
+                self.out.append(MASKED)
+                return
+            names.append(letter)
+            if opt.nargs:
+                if index < len(token):
+                    self.out.append(token[0] + letter + _value(token[index:], opt.sensitive))
+                    return
+                self.out.append(DeclaredOption(token[0] + "".join(names), opt.sensitive))
+                self.values(opt)
+                return
+        self.out.append(DeclaredOption(token[0] + "".join(names)))
+
+    def values(self, opt: _Opt) -> None:
+        """The values a declared option consumes, whatever they look like."""
+        if opt.optional and (not self.rest or self.spec.is_option(self.rest[0])):
+            return
+        for _ in range(min(opt.nargs, len(self.rest))):
+            self.out.append(_value(self.rest.pop(0), opt.sensitive))
+
+
+def mask_undeclared_flags(args: list[str], spec: _Spec) -> list[object]:
+    """Name declared options from click's table, mask the rest: a mistyped flag must not
+    leak a word, and a value that looks like a flag is still a value."""
+    return _Walk(args, spec).run()
 
 
 def _run_of(ctx: click.Context, telemetry: Telemetry, show_notice: bool) -> _Run:
@@ -89,9 +201,32 @@ def _run_of(ctx: click.Context, telemetry: Telemetry, show_notice: bool) -> _Run
     run = root.meta.get(_RUN_KEY)
     if run is None:
         run = root.meta[_RUN_KEY] = root.with_resource(_Run(telemetry))
-        if show_notice:
-            _print_notice(telemetry)
+    if show_notice and not run.noticed:
+        run.noticed = True
+        _print_notice(telemetry)
     return run
+
+
+def _wrap_parse(group: click.Group, telemetry: Telemetry) -> None:
+    """Start the run before the root group parses: `--help`/`--version` end inside parsing,
+    on a context click never closes, so such a run is recorded (as `help`) right here."""
+    original: Callable[..., Any] = group.parse_args
+
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is not None or ctx.resilient_parsing:
+            return original(ctx, args)
+        try:
+            run: _Run | None = _run_of(ctx, telemetry, show_notice=False)
+        except Exception:
+            run = None
+        try:
+            return original(ctx, args)
+        except BaseException:
+            if run is not None:
+                run.__exit__(*sys.exc_info())
+            raise
+
+    group.parse_args = parse_args  # type: ignore[method-assign]
 
 
 def _print_notice(telemetry: Telemetry) -> None:
@@ -130,11 +265,12 @@ def _wrap(group: click.Group, telemetry: Telemetry, show_notice: bool) -> None:
                 return
             if isinstance(command, click.Group):
                 _wrap(command, telemetry, show_notice)
-            run.resolved(command.name, mask_undeclared_flags(rest, _declared_flags(command, ctx)))
+            run.resolved(command.name, mask_undeclared_flags(rest, _Spec(command, ctx)))
         except Exception:
             pass
 
     group.resolve_command = resolve_command  # type: ignore[method-assign]
+    _wrap_parse(group, telemetry)
     setattr(group, _WRAPPED, True)
 
 
