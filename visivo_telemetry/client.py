@@ -198,6 +198,9 @@ class Telemetry:
             props = events.cli_command_properties(
                 name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
             )
+            if self.debug:
+                for key in sorted(set(metrics or {}) - set(props), key=str)[:10]:
+                    sys.stderr.write(f"visivo-telemetry: metric {events.safe_name(key)} dropped\n")
             self._record("cli_command", props)
         except Exception:
             pass

@@ -268,6 +268,19 @@ def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event 
     return Event(new_uuid7(now), event, iso_utc(now), encoded)
 
 
+def safe_name(key: object) -> str:
+    """A metric's name for a debug line: itself when it is a known metric, else `<other>`."""
+    return key if key in ("job_count", "object_counts") else "<other>"
+
+
+SAFE_ERROR_TYPE = "Exception"
+"""What an `error_type` that is not one ascii identifier (`db.internal`, `Ошибка`) becomes."""
+
+
+def _error_type(name: object) -> str:
+    return name if schema.is_class_name(name) else SAFE_ERROR_TYPE
+
+
 def cli_command_properties(
     command: str,
     command_args: list[str],
@@ -281,7 +294,7 @@ def cli_command_properties(
         "command_args": command_args,
         "duration_ms": round(max(duration_ms, 0.0), 3),
         "success": error_type is None,
-        "error_type": None if error_type is None else _clean(error_type, schema.MAX_TEXT),
+        "error_type": None if error_type is None else _error_type(error_type),
     }
     for key in ("job_count", "object_counts"):
         if key in metrics and schema.check_property(key, metrics[key]):
