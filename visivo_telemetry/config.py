@@ -235,10 +235,12 @@ def _opts_out_anywhere(root: object) -> bool:
 
 
 def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
+    # Empty means not set; whitespace only is set and not recognised, so it opts out.
     disabled = env.get("VISIVO_TELEMETRY_DISABLED")
-    if disabled is not None and word(disabled) is not False:
+    if disabled and (not disabled.strip() or word(disabled) is not False):
         return Decision(False, "env:VISIVO_TELEMETRY_DISABLED")
-    if is_set(env.get("DO_NOT_TRACK")):
+    dnt = env.get("DO_NOT_TRACK")
+    if is_set(dnt) or (dnt and not dnt.strip()):
         return Decision(False, "env:DO_NOT_TRACK")
     return None
 
