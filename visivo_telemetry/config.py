@@ -160,8 +160,7 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     try:
         import yaml
 
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        parsed = yaml.load(data, Loader=loader)  # noqa: S506 - safe loader
+        parsed = yaml.load(data, Loader=_unique_keys_loader(yaml, keys))  # noqa: S506 - safe
     except Exception as error:
         raise Unreadable(path) from error
     if parsed is None:
@@ -169,6 +168,25 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         raise Unreadable(path)
     return parsed
+
+
+def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
+    """PyYAML's safe loader, refusing a mapping that names one of `keys` twice: a file that
+    says `telemetry_enabled: false` and then `true` is unclear, and unclear means off."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeys(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            named = [
+                key.value
+                for key, _ in getattr(node, "value", ())
+                if getattr(key, "tag", "").endswith(":str") and key.value in keys
+            ]
+            if len(named) != len(set(named)):
+                raise yaml.constructor.ConstructorError(None, None, "duplicate key", node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 _FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
