@@ -116,7 +116,9 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _read_regular(path: str) -> bytes | None:
-    """The first MiB of a regular file; None when absent. Never blocks on a FIFO or device."""
+    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
+
+    A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -134,6 +136,8 @@ def _read_regular(path: str) -> bytes | None:
                 break
             chunks.append(chunk)
             size += len(chunk)
+        if size >= _MAX_CONFIG_BYTES and os.read(fd, 1):
+            raise Unreadable(path)  # not read entirely: a late opt-out would be missed
         return b"".join(chunks)
     except OSError as error:
         raise Unreadable(path) from error
