@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry import Telemetry, sanitize_args
+from visivo_telemetry.sanitize import SENSITIVE_WORDS
 from visivo_telemetry.schema import MAX_ARGS
 
 PLACEHOLDERS = {"<value>", "<path>", "<redacted>"}
@@ -187,8 +188,33 @@ def test_a_secret_that_starts_with_a_dash_is_still_redacted(secret):
     ]
 
 
-def test_a_flag_after_a_valueless_sensitive_flag_is_kept():
-    assert sanitize_args(["--no-auth", "--threads", "4"]) == ["--no-auth", "--threads", "<value>"]
+def test_a_flag_after_a_valueless_sensitive_flag_is_redacted_too():
+    """Without the command's definition `--no-auth --threads` cannot be told from
+    `--api-key --threads`: the token after a sensitive flag is its value (the click
+    integration, which knows the options, keeps `--threads` there)."""
+    assert sanitize_args(["--no-auth", "--threads", "4"]) == ["--no-auth", "<redacted>", "<value>"]
+
+
+_FLAG_SHAPED_SECRETS = st.one_of(
+    st.from_regex(r"--?[A-Za-z0-9][A-Za-z0-9_=+/.!-]{0,30}", fullmatch=True),
+    st.sampled_from(["--", "-", "---", "-x", "--abc", "--abc=def", "-5"]),
+    st.text(string.printable, min_size=1, max_size=30).map(lambda t: "-" + t),
+    st.text(string.printable, min_size=1, max_size=30).map(lambda t: "--" + t),
+)
+_SENSITIVE_NAMES = st.tuples(
+    st.sampled_from(SENSITIVE_WORDS),
+    st.from_regex(r"([a-z]{1,6}-)?", fullmatch=True),
+    st.from_regex(r"(-[a-z]{1,6})?", fullmatch=True),
+).map(lambda t: f"--{t[1]}{t[0]}{t[2]}")
+
+
+@given(_SENSITIVE_NAMES, _FLAG_SHAPED_SECRETS, st.sampled_from([[], ["--threads", "4"]]))
+def test_the_token_after_a_sensitive_flag_is_redacted_whatever_it_looks_like(flag, secret, rest):
+    """Class: a secret spelled like an option (`--api-key --abc`, `--password -x`)."""
+    out = sanitize_args([flag, secret, *rest])
+
+    assert out[:2] == [flag, "<redacted>"]
+    assert out[2:] == (["--threads", "<value>"] if rest else [])
 
 
 def test_output_never_has_more_tokens_than_input():
@@ -260,10 +286,33 @@ VALUES = st.one_of(
 LONG_FLAGS = st.one_of(
     st.from_regex(r"--[a-z][a-z0-9_-]{0,20}", fullmatch=True),
     st.sampled_from(["--token", "--password", "--secret-file", "--api-key", "--db-creds"]),
+    st.sampled_from(SENSITIVE_WORDS).map(lambda w: f"--my-{w}"),
 )
 SHORT_FLAGS = st.from_regex(r"-[A-Za-z]", fullmatch=True)
-CORE_SENSITIVE_WORDS = ("token", "pass", "secret", "key", "cred", "auth")
-"""Words the privacy notice names; a flag containing one must have its value redacted."""
+CORE_SENSITIVE_WORDS = SENSITIVE_WORDS
+"""Every sensitive word; a flag containing one must have its value redacted."""
+README_SENSITIVE_WORDS = (
+    "token",
+    "pass",
+    "secret",
+    "key",
+    "auth",
+    "credential",
+    "cookie",
+    "salt",
+    "nonce",
+    "jwt",
+    "pwd",
+    "signature",
+    "bearer",
+)
+
+
+def test_every_word_the_readme_names_is_sensitive_and_generated():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for word in README_SENSITIVE_WORDS:
+        assert word in SENSITIVE_WORDS
+        assert word in readme
 
 
 class Item(NamedTuple):
@@ -352,7 +401,7 @@ def test_no_value_ever_appears_in_sanitized_args(parts):
 def _expected_first(item: Item, secret_due: bool) -> str | None:
     """What the item's first token must become (None: any placeholder shape will do)."""
     head = _text(item.tokens[0])
-    if secret_due and not _LONG_FLAG.fullmatch(head):
+    if secret_due:
         return "<redacted>"
     if item.kind in ("flag", "cluster", "flag value", "short value"):
         return head.partition("=")[0]
@@ -377,6 +426,12 @@ def test_flags_survive_and_sensitive_values_are_redacted(parts):
         expected = _expected_first(item, secret_due)
         if expected is not None:
             assert got[0] == expected, (item, got)
+        if secret_due:
+            # The value of the sensitive flag before it, whatever it looked like.
+            assert set(got[1:]) <= PLACEHOLDERS, (item, got)
+            secret_due = False
+            position += len(item.tokens)
+            continue
         if item.kind == "flag=value":
             assert got[0].partition("=")[2] in PLACEHOLDERS
         if item.kind == "flag value" and _is_core_sensitive(got[0]):
@@ -386,8 +441,9 @@ def test_flags_survive_and_sensitive_values_are_redacted(parts):
         secret_due = item.kind == "flag" and _is_core_sensitive(got[0])
         position += len(item.tokens)
     if case.after:
-        assert out[position] == "--"
-        assert set(out[position + 1 :]) <= PLACEHOLDERS
+        assert out[position] == ("<redacted>" if secret_due else "--")
+        if not secret_due:  # a redacted `--` was the secret, not the end of the options
+            assert set(out[position + 1 :]) <= PLACEHOLDERS
 
 
 @settings(

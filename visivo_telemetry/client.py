@@ -242,6 +242,8 @@ class Telemetry:
         props = events.cli_command_properties(
             name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
         )
+        for key in sorted(set(metrics or {}) - set(props), key=str)[:10]:
+            self._explain(f"metric {events.safe_name(key)} dropped")
         self._record("cli_command", props)
 
     @_never_raises

@@ -116,7 +116,9 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _read_regular(path: str) -> bytes | None:
-    """The first MiB of a regular file; None when absent. Never blocks on a FIFO or device."""
+    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
+
+    A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -134,6 +136,8 @@ def _read_regular(path: str) -> bytes | None:
                 break
             chunks.append(chunk)
             size += len(chunk)
+        if size >= _MAX_CONFIG_BYTES and os.read(fd, 1):
+            raise Unreadable(path)  # not read entirely: a late opt-out would be missed
         return b"".join(chunks)
     except OSError as error:
         raise Unreadable(path) from error
@@ -160,8 +164,7 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     try:
         import yaml
 
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        parsed = yaml.load(data, Loader=loader)  # noqa: S506 - safe loader
+        parsed = yaml.load(data, Loader=_unique_keys_loader(yaml, keys))  # noqa: S506 - safe
     except Exception as error:
         raise Unreadable(path) from error
     if parsed is None:
@@ -169,6 +172,27 @@ def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         raise Unreadable(path)
     return parsed
+
+
+def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
+    """PyYAML's safe loader, refusing a mapping that names one of `keys` twice: a file that
+    says `telemetry_enabled: false` and then `true` is unclear, and unclear means off."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeys(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            named = [
+                key.value
+                for key, _ in getattr(node, "value", ())
+                if getattr(key, "tag", "").endswith(":str") and key.value in keys
+            ]
+            if len(named) != len(set(named)):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "duplicate key", node.start_mark
+                )
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 _FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
@@ -235,10 +259,12 @@ def _opts_out_anywhere(root: object) -> bool:
 
 
 def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
+    # Empty means not set; whitespace only is set and not recognised, so it opts out.
     disabled = env.get("VISIVO_TELEMETRY_DISABLED")
-    if disabled is not None and word(disabled) is not False:
+    if disabled and (not disabled.strip() or word(disabled) is not False):
         return Decision(False, "env:VISIVO_TELEMETRY_DISABLED")
-    if is_set(env.get("DO_NOT_TRACK")):
+    dnt = env.get("DO_NOT_TRACK")
+    if is_set(dnt) or (dnt and not dnt.strip()):
         return Decision(False, "env:DO_NOT_TRACK")
     return None
 

@@ -160,15 +160,6 @@ def _clean(text: str, chars: frozenset[str], limit: int) -> str:
     return "".join(kept) or "unknown"
 
 
-_IDENTIFIER_CHARS = schema.LETTERS | schema.DIGITS | frozenset("_")
-
-
-def _error_type(name: str) -> str:
-    """An exception class name as the schema accepts it: an identifier, else `unknown`."""
-    kept = _clean(name, _IDENTIFIER_CHARS, schema.MAX_TEXT)
-    return kept if kept.isidentifier() else "unknown"
-
-
 _MAX_DURATION_MS = 1e12 - 1
 
 
@@ -397,6 +388,20 @@ def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event:
         raise NotRecorded(f"over {schema.MAX_PROPERTIES_BYTES} bytes")
     now = time.time()
     return Event(new_uuid7(now), event, iso_utc(now), encoded)
+
+
+def safe_name(key: object) -> str:
+    """A metric's name for a debug line: itself when it is a known metric, else `<other>`."""
+    return key if key in ("job_count", "object_counts") else "<other>"
+
+
+SAFE_ERROR_TYPE = "Exception"
+"""What an `error_type` that is not one ascii identifier (`db.internal`, `Ошибка`) becomes."""
+
+
+def _error_type(name: object) -> str:
+    """An exception class name as the schema accepts it (one ascii identifier), else fixed."""
+    return name if schema.is_class_name(name) else SAFE_ERROR_TYPE
 
 
 def cli_command_properties(

@@ -156,17 +156,19 @@ class _ArgvReader:
         if self.positional_only:
             return placeholder(token)
         if isinstance(raw, DeclaredOption) and is_option_name(token.partition("=")[0]):
-            return self._declared(token, raw.sensitive)
+            return self._declared(token, raw.sensitive)  # the command's definition knows
+        if secret:
+            # The value of a sensitive flag, whatever it looks like: `--api-key --abc`,
+            # `--password -x` and `--token --` redact the next token.
+            return REDACTED
         if token == "--":
             self.positional_only = True
             return token
         if token.startswith("--"):
-            if secret and not is_flag_name(token.partition("=")[0]):
-                return REDACTED
             out, self.secret_next = _long_option(token)
             return out
-        if secret or not token.startswith("-") or len(token) == 1 or is_number(token):
-            return placeholder(token, secret)
+        if not token.startswith("-") or len(token) == 1 or is_number(token):
+            return placeholder(token)
         return _short_option(token)
 
     def _declared(self, token: str, sensitive: bool) -> str:
@@ -180,9 +182,10 @@ class _ArgvReader:
 def sanitize_args(args: Iterable[object]) -> list[str]:
     """Keep flag names, replace every value by a placeholder; never raises.
 
-    One token out per token in (at most `MAX_ARGS`). A token after a sensitive flag becomes
-    `<redacted>` unless it is itself a long option: without the command's definition we
-    cannot tell a value from a positional argument, so we assume it is the secret.
+    One token out per token in (at most `MAX_ARGS`). The token after a sensitive flag
+    (`--api-key`, no `=`) is `<redacted>` whatever it looks like, even `--abc`, `-x` or `--`:
+    without the command's definition we cannot tell a value from the next flag, so we assume
+    it is the secret.
     """
     out: list[str] = []
     if isinstance(args, (str, bytes)):

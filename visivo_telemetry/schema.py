@@ -269,8 +269,39 @@ def is_timestamp(value: object) -> bool:
     )
 
 
-def _is_class_name(value: object) -> bool:
-    return _is_text(value) and all(part.isidentifier() for part in value.split("."))
+MAX_ERROR_TYPE = 64
+MAX_COUNT = 1_000_000
+"""Upper bound of `job_count` and of each `object_counts` value (a project far larger than any)."""
+MAX_METRIC_KEY = 32
+_METRIC_KEY_HEAD = frozenset("abcdefghijklmnopqrstuvwxyz")
+_METRIC_KEY_CHARS = _METRIC_KEY_HEAD | frozenset("0123456789_")
+
+
+def is_class_name(value: object) -> bool:
+    """One ascii Python identifier (what a `class` statement makes), at most 64 characters."""
+    return (
+        _is_text(value)
+        and 0 < len(value) <= MAX_ERROR_TYPE
+        and value.isascii()
+        and value.isidentifier()
+    )
+
+
+_is_class_name = is_class_name
+
+
+def is_metric_key(value: object) -> bool:
+    """An object-type word: `[a-z][a-z0-9_]{0,31}`."""
+    return (
+        _is_text(value)
+        and 0 < len(value) <= MAX_METRIC_KEY
+        and value[0] in _METRIC_KEY_HEAD
+        and all(c in _METRIC_KEY_CHARS for c in value)
+    )
+
+
+def is_count(value: object) -> bool:
+    return _is_int(value) and 0 <= value <= MAX_COUNT
 
 
 def _valid_args(value: object) -> bool:
@@ -285,7 +316,7 @@ def _valid_object_counts(value: object) -> bool:
     return (
         isinstance(value, dict)
         and len(value) <= MAX_OBJECT_TYPES
-        and all(_is_word(k, NAME_CHARS, 64) and _is_int(v) and v >= 0 for k, v in value.items())
+        and all(is_metric_key(k) and is_count(v) for k, v in value.items())
     )
 
 
@@ -301,7 +332,7 @@ _CHECKS = {
     "duration_ms": _is_number,
     "success": lambda v: isinstance(v, bool),
     "error_type": lambda v: v is None or _is_class_name(v),
-    "job_count": lambda v: _is_int(v) and v >= 0,
+    "job_count": lambda v: is_count(v),
     "object_counts": _valid_object_counts,
     "endpoint": is_clean_endpoint,
     "method": lambda v: v in HTTP_METHODS,

@@ -538,7 +538,8 @@ def checkpoint(conn: sqlite3.Connection, busy_ms: int) -> None:
 
 
 def purge(path: str) -> bool:
-    """Remove the spool and its WAL files; True when something was removed. Never raises."""
+    """Remove the spool, its WAL files and every copy set aside as `<path>.corrupt-*` (those
+    still hold events); True when something was removed. Never raises."""
     removed = False
     for suffix in ("", *SIDE_FILES):
         try:
@@ -548,4 +549,17 @@ def purge(path: str) -> bool:
             pass
         except OSError:
             pass
+    folder, name = os.path.split(path)
+    prefix = name + ".corrupt-"
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        names = []
+    for other in names:  # plain prefix match: no glob (it imports re) on the host's path
+        if other.startswith(prefix):
+            try:
+                os.remove(os.path.join(folder, other))
+                removed = True
+            except OSError:
+                pass
     return removed
