@@ -6,7 +6,6 @@ Off the hot path, so click is fine here. Reading commands never create the spool
 from __future__ import annotations
 
 import calendar
-import glob
 import json
 import os
 import sqlite3
@@ -110,8 +109,9 @@ def collect_status(project_dir: str) -> dict[str, Any]:
     decision = config.decide(project_dir)
     where = _paths()
     exists = os.path.exists(where.db)
-    pending, oldest = _read(where.db, spool.summary, (0, None))
-    state = _read(where.db, spool.all_state, {})
+    (pending, oldest), state = _read(
+        where.db, lambda conn: (spool.summary(conn), spool.all_state(conn)), ((0, None), {})
+    )
     app_key, app_host = state.get(spool.APP_KEY_STATE), state.get(spool.APP_HOST_STATE)
     settings = config.settings(None, app_key, app_host)
     oldest_epoch = _epoch(oldest)
@@ -301,12 +301,7 @@ def _purge_locked(where: config.Paths) -> int:
         count, _ = _read(where.db, spool.summary, (0, None))
     except click.ClickException:
         count = 0
-    spool.purge(where.db)
-    for aside in glob.glob(glob.escape(where.db) + ".corrupt-*"):
-        try:
-            os.remove(aside)
-        except OSError:
-            pass
+    spool.purge(where.db)  # copies set aside as corrupt too
     if os.path.exists(where.db):
         raise click.ClickException(f"cannot delete {where.db}")
     return count

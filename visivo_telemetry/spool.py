@@ -545,8 +545,6 @@ def purge(path: str) -> bool:
         try:
             os.remove(path + suffix)
             removed = True
-        except FileNotFoundError:
-            pass
         except OSError:
             pass
     folder, name = os.path.split(path)
