@@ -110,13 +110,19 @@ def test_the_wire_body_is_a_posthog_batch(env, home, project, collector):
     assert json.loads(json.dumps(props)) == props
 
 
-def test_a_failing_command_is_recorded_and_its_exception_passes_through(env, home, project):
+def test_a_failing_command_is_recorded_and_its_exception_passes_through(
+    env, home, project, collector
+):
     result, _ = run_host(host_code("run", raise_error="ValueError"), env, cwd=project)
 
     assert result.returncode == 1
     assert result.stderr.strip().endswith("ValueError: boom")
     assert "visivo_telemetry" not in result.stderr
+    (event,) = collector.wait_for_events(1)
     assert wait_for_senders_to_exit(home) == []
+    props = event["properties"]
+    assert (props["command"], props["success"], props["error_type"]) == ("run", False, "ValueError")
+    assert spool_rows(home) == []
 
 
 def _impostor(folder, marker, *modules: str) -> None:
