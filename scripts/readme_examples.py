@@ -23,7 +23,8 @@ from pathlib import Path
 from bench_common import load_collector, refusing_url
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "cli.md")
+"""Where examples live; each example is written wherever its block appears."""
 CLI = ROOT / "scripts" / "visivo_cli.py"
 RUNNER_ENV = (
     "VISIVO_TELEMETRY_DISABLED",
@@ -119,12 +120,16 @@ def _environs() -> Iterator[bytes]:
                 continue
 
 
-def cli_transcript(session: Session) -> str:
-    """The `visivo-telemetry` command on a spool with two events waiting (receiver down)."""
+def status_transcript(session: Session) -> str:
+    """`status` after two commands ran while the receiver was down."""
     session.visivo("run --threads 4", up=False, shown="")
     session.visivo("compile", up=False, shown="")
     session.telemetry("status", up=False, comment="two commands ran, the receiver is down")
-    session.lines.append("")
+    return session.take()
+
+
+def cli_transcript(session: Session) -> str:
+    """The rest of the `visivo-telemetry` command, on the spool `status` showed."""
     session.telemetry("status --json", up=False, comment="the same, for machines")
     session.lines.pop()
     session.telemetry("show --limit 1", up=False, comment="the events as they would be sent")
@@ -151,7 +156,11 @@ def fresh_examples() -> dict[str, str]:
         receiver = collector_class(Path(tmp) / "received.db").start()
         try:
             session = Session(Path(tmp), receiver.url)
-            return {"cli": cli_transcript(session), "debug": debug_transcript(session)}
+            return {
+                "status": status_transcript(session),
+                "cli": cli_transcript(session),
+                "debug": debug_transcript(session),
+            }
         finally:
             receiver.stop()
 
@@ -175,31 +184,28 @@ def masked(text: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="rewrite the README's examples")
+    action.add_argument("--write", action="store_true", help="rewrite the documents' examples")
     action.add_argument("--check", action="store_true", help="exit 1 if they drifted")
     options = parser.parse_args()
-    text = README.read_text()
     fresh = fresh_examples()
-    places = blocks(text)
-    missing = sorted(set(fresh) - set(places))
+    texts = {path: path.read_text() for path in DOCUMENTS}
+    places = {path: blocks(text) for path, text in texts.items()}
+    missing = sorted(set(fresh) - {name for found in places.values() for name in found})
     if missing:
-        print(
-            f"readme_examples: no block for {', '.join(missing)} in {README.name}", file=sys.stderr
-        )
+        print(f"readme_examples: no block for {', '.join(missing)}", file=sys.stderr)
         return 1
-    if options.check:
-        drifted = [
-            n for n, (a, b) in places.items() if masked(text[a:b]) != masked(fresh[n] + "\n")
-        ]
-        for name in drifted:
-            print(
-                f"readme_examples: example {name!r} differs from a fresh run:\n{fresh[name]}",
-                file=sys.stderr,
-            )
-        return 1 if drifted else 0
-    for name, (start, end) in sorted(places.items(), key=lambda item: -item[1][0]):
-        text = text[:start] + fresh[name] + "\n" + text[end:]
-    README.write_text(text)
+    drifted = []
+    for path, text in texts.items():
+        for name, (start, end) in sorted(places[path].items(), key=lambda item: -item[1][0]):
+            if masked(text[start:end]) != masked(fresh[name] + "\n"):
+                drifted.append((f"{path.relative_to(ROOT)}: {name}", fresh[name]))
+            text = text[:start] + fresh[name] + "\n" + text[end:]
+        if options.write:
+            path.write_text(text)
+    if options.check and drifted:
+        for where, text in drifted:
+            print(f"readme_examples: {where} differs from a fresh run:\n{text}", file=sys.stderr)
+        return 1
     return 0
 
 
