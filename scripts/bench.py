@@ -1,8 +1,8 @@
 """Benchmark visivo-telemetry against no telemetry and the PostHog SDK; prints a Markdown table.
 
-    .venv/bin/python scripts/bench.py            # full run, a few minutes
-    .venv/bin/python scripts/bench.py --quick    # smaller run, under a minute and a half
-    .venv/bin/python scripts/bench.py --output bench-results.md
+    bash scripts/bench.sh            # full run, a few minutes (installs the `bench` extra)
+    bash scripts/bench.sh --quick    # smaller run, under a minute and a half
+    bash scripts/bench.sh --output bench-results.md
 
 Everything runs on 127.0.0.1 against the local receiver (scripts/collector.py), in temporary
 HOMEs, with bytecode caches enabled for child processes; nothing touches the user's ~/.visivo.

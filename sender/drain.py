@@ -25,7 +25,6 @@ BATCH_SIZE = 100
 LEASE_S = 120.0
 MAX_ROWS = 10_000
 MAX_AGE_DAYS = 30
-MAX_ATTEMPTS = 100
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 3600.0
 RETRY_AFTER_MAX_S = 86_400.0
@@ -90,21 +89,25 @@ class Split:
 
 
 class Limits(NamedTuple):
-    """Bounds on the spool; oldest events are dropped first."""
+    """Bounds on the spool; oldest events are dropped first.
+
+    No cap on failed attempts: a receiver that refuses everything keeps the events until the age
+    or row cap, since a failure says nothing about the event (capture's 400s are isolated and
+    dropped one by one, under `rejected`).
+    """
 
     max_rows: int = MAX_ROWS
     max_age_days: float = MAX_AGE_DAYS
-    max_attempts: int = MAX_ATTEMPTS
 
 
 DEFAULT_LIMITS = Limits()
 
 
 def enforce_limits(conn: sqlite3.Connection, limits: Limits, now: float | None = None) -> int:
-    """Drop events over the age, attempts and row caps; counted in state. Returns the total."""
+    """Drop events over the age and row caps; counted in state. Returns the total."""
     now = time.time() if now is None else now
     cutoff = iso_utc(now - limits.max_age_days * 86_400)
-    return spool.drop_over_limits(conn, cutoff, limits.max_attempts, limits.max_rows)
+    return spool.drop_over_limits(conn, cutoff, limits.max_rows)
 
 
 def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:

@@ -1,4 +1,4 @@
-"""README: "Pending events wait in `~/.visivo/telemetry.db` (directory 0700, file 0600)" — and
+"""README: the spool is plain SQLite "(directory 0700, file 0600)" — and
 the spool is never written through a symlink someone else planted.
 
 Hosts run with umask 0, so the modes come from the code and not from a kind umask.

@@ -234,12 +234,19 @@ def test_a_failure_in_the_middle_of_a_split_keeps_what_was_not_sent(home, conn):
     )
 
 
-def test_attempts_are_capped_and_the_drops_counted(home, conn):
-    seed_spool(home, 3)
-    conn.execute("UPDATE events SET attempts = ? WHERE id = 1", (drain.MAX_ATTEMPTS,))
-    outcome, _ = drain_with(conn, home, always(200))
-    assert outcome.sent == 2 and outcome.dropped == 1
-    assert state(conn)["dropped_attempts"] == "1"
+@pytest.mark.parametrize("answer", [always(503), always(500), refuse])
+def test_a_receiver_that_refuses_everything_never_empties_the_spool(home, conn, answer):
+    """The README's promise: failures alone drop nothing; only the age and row caps bound it."""
+    uuids = seed_spool(home, 3)
+    conn.execute("UPDATE events SET attempts = 100000")
+    for _ in range(5):
+        outcome, _ = drain_with(conn, home, answer)
+        assert outcome.stopped_because == "failed" and outcome.dropped == 0
+    assert [u for u, _ in waiting(conn)] == uuids
+    assert all(attempts == 100005 for _, attempts in waiting(conn))
+    assert not any(spool.counters(state(conn)).values())
+    outcome, transport = drain_with(conn, home, always(200))
+    assert outcome.sent == 3 and [e["uuid"] for e in transport.batches[0]] == uuids
 
 
 def test_leases_of_a_dead_sender_are_void_for_the_lock_holder(home, conn):

@@ -1,9 +1,9 @@
 """One spool, several versions of the library: Visivo in two virtualenvs shares `~/.visivo`.
 
-The rule (README, "Spool format"): a format change is additive; no version resets, downgrades
-or empties a spool another wrote; every version's events are delivered; a sender leaves the
-rows a newer version wrote that it cannot validate. Version 0.1.0 (spool format 1, one event per
-request) is the released code these tests run beside today's, from this repository's history.
+The rule (docs/design.md, "Spool format"): a format change is additive; no version resets,
+downgrades or empties a spool another wrote; every version's events are delivered; a sender leaves
+the rows a newer version wrote that it cannot validate. Version 0.1.0 (spool format 1, one event
+per request) is the released code these tests run beside today's, from this repository's history.
 """
 
 from __future__ import annotations

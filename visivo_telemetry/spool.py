@@ -74,7 +74,8 @@ APP_KEY_STATE = "app_api_key"
 APP_HOST_STATE = "app_host"
 
 DROP_REASONS = ("age", "attempts", "rows", "invalid", "rejected", "too_large")
-"""Why the sender dropped events; each has a counter `dropped_<reason>` in `state`."""
+"""Why the sender dropped events; each has a counter `dropped_<reason>` in `state`.
+`attempts` is only ever counted by 0.2.0 and older, which dropped an event after 100 failures."""
 
 
 def counter_key(reason: str) -> str:
@@ -349,17 +350,14 @@ def void_leases(conn: sqlite3.Connection) -> None:
         conn.execute(f"UPDATE {table} SET leased_until = NULL WHERE leased_until IS NOT NULL")
 
 
-def drop_over_limits(
-    conn: sqlite3.Connection, older_than: str, max_attempts: int, max_rows: int
-) -> int:
-    """Drop events created before `older_than`, tried `max_attempts` times, or beyond the newest
-    `max_rows` (of each table); each counted under its reason. Returns the total."""
+def drop_over_limits(conn: sqlite3.Connection, older_than: str, max_rows: int) -> int:
+    """Drop events created before `older_than` or beyond the newest `max_rows` (of each table);
+    each counted under its reason. Returns the total."""
     dropped = 0
     with Transaction(conn):
         for table in TABLES:
             for reason, sql, params in (
                 ("age", f"DELETE FROM {table} WHERE created_at < ?", (older_than,)),
-                ("attempts", f"DELETE FROM {table} WHERE attempts >= ?", (max_attempts,)),
                 (
                     "rows",
                     f"DELETE FROM {table} WHERE id <= "
