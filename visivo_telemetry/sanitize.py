@@ -202,6 +202,8 @@ def sanitize_args(args: Iterable[object]) -> list[str]:
     return out
 
 
+# The fixed words of Visivo 2.2.1's API routes: every `@app.route("/api/…")` in
+# visivo/server/views/*.py of the visivo-2.2.1 wheel on PyPI (tests/visivo_2_2_1_api_routes.txt).
 VISIVO_ROUTE_WORDS = frozenset(
     """
     actions agent api auth authorize-device-token branches callback cancel capabilities changes
@@ -213,15 +215,14 @@ VISIVO_ROUTE_WORDS = frozenset(
     projects record-promotion relations rename restore run runs schema source source-connections
     source-schema-jobs sources stages status tables telemetry theme translate upload validate
     workspace-event
-    """.split()
+    """.split()  # noqa: SIM905 (a list of 80 quoted words would be 80 lines)
 )
-"""The fixed words of Visivo 2.2.1's API routes (every `@app.route("/api/…")` in the wheel's
-`visivo/server/views/*.py`): the words a raw or unmatched path keeps without the host naming them."""
+"""The words a raw or unmatched path keeps without the host naming them."""
 
 _MAX_ROUTE_WORD = 64
 
 
-def is_route_word(segment: str) -> bool:
+def _is_route_word(segment: str) -> bool:
     """Shaped like a fixed word of a route: letters, digits, `.`, `-`, `_`."""
     return 0 < len(segment) <= _MAX_ROUTE_WORD and ROUTE_WORD_CHARS.issuperset(segment)
 
@@ -288,6 +289,14 @@ def _vocabulary(known_segments: Iterable[str] | None) -> Collection[str]:
     return frozenset(known_segments)
 
 
+def _kept_or_placeholder(segment: str, known: Collection[str]) -> str:
+    if not segment:
+        return segment  # the `//` of a leading or trailing slash
+    if (segment in VISIVO_ROUTE_WORDS or segment in known) and _is_route_word(segment):
+        return segment
+    return _segment_placeholder(segment)
+
+
 def sanitize_endpoint(path: str, known_segments: Iterable[str] | None = None) -> str:
     """URL path with every segment a route word or a placeholder; no query string or fragment.
 
@@ -303,13 +312,7 @@ def sanitize_endpoint(path: str, known_segments: Iterable[str] | None = None) ->
         if not isinstance(path, str):
             return "/"
         known = _vocabulary(known_segments)
-        segments = [
-            segment
-            if not segment
-            or ((segment in VISIVO_ROUTE_WORDS or segment in known) and is_route_word(segment))
-            else _segment_placeholder(segment)
-            for segment in _path_only(path).split("/")
-        ]
+        segments = [_kept_or_placeholder(s, known) for s in _path_only(path).split("/")]
         return _fit("/".join(segments))
     except Exception:
         return "/"
