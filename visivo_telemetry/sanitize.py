@@ -291,7 +291,7 @@ def _vocabulary(known_segments: Iterable[str] | None) -> Collection[str]:
 
 def _kept_or_placeholder(segment: str, known: Collection[str]) -> str:
     if not segment:
-        return segment  # the `//` of a leading or trailing slash
+        return segment  # before a leading `/`, after a trailing one, between `//`
     if (segment in VISIVO_ROUTE_WORDS or segment in known) and _is_route_word(segment):
         return segment
     return _segment_placeholder(segment)
