@@ -221,11 +221,25 @@ class Telemetry:
         return CommandRecorder(self, name, args)
 
     @_never_raises
-    def request(self, method: str, path: str, status_code: int, duration_ms: float) -> None:
-        """Record one API request from its raw path, which is sanitized here (hosts without a
-        route table); the Flask integration records route templates instead."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        status_code: int,
+        duration_ms: float,
+        *,
+        route_words: Iterable[str] | None = None,
+    ) -> None:
+        """Record one API request from its raw path (hosts without a route table; the Flask
+        integration records route templates instead).
+
+        A segment of `path` is kept only when it is one of `route_words` (the fixed words of
+        the host's routes) or of Visivo's API; any other becomes a placeholder, so a project
+        or user name in the path never leaves the machine.
+        """
         if self.enabled:
-            self._record_route(method, sanitize_endpoint(path), status_code, duration_ms)
+            endpoint = sanitize_endpoint(path, known_segments=route_words)
+            self._record_route(method, endpoint, status_code, duration_ms)
 
     @_never_raises
     def _record_command(

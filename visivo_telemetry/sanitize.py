@@ -12,14 +12,15 @@ import os
 
 from .schema import (
     DIGITS,
+    ENDPOINT_PLACEHOLDERS,
     LETTERS,
     MAX_ARGS,
     MAX_ENDPOINT,
     NAME_CHARS,
     PATH,
     REDACTED,
+    ROUTE_WORD_CHARS,
     VALUE,
-    is_clean_segment,
     is_flag_name,
     is_option_name,
     is_short_cluster,
@@ -28,7 +29,7 @@ from .schema import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable
 
 SENSITIVE_WORDS = (
     "token",
@@ -201,6 +202,31 @@ def sanitize_args(args: Iterable[object]) -> list[str]:
     return out
 
 
+# The fixed words of Visivo 2.2.1's API routes: every `@app.route("/api/…")` in
+# visivo/server/views/*.py of the visivo-2.2.1 wheel on PyPI (tests/visivo_2_2_1_api_routes.txt).
+VISIVO_ROUTE_WORDS = frozenset(
+    """
+    actions agent api auth authorize-device-token branches callback cancel capabilities changes
+    charts cloud commit consume-return-to create dashboards defaults delete deploy diff dimensions
+    discard draft error explorations explorer expressions files finalize hash histogram impact init
+    input-jobs inputs insight-compile-draft insight-execute-draft insight-jobs insights invalidate
+    job load_example logs markdowns mcp me metrics model-jobs model-query-jobs model-schemas models
+    named_children pending preferences profile profiles project project_file_path project_history
+    projects record-promotion relations rename restore run runs schema source source-connections
+    source-schema-jobs sources stages status tables telemetry theme translate upload validate
+    workspace-event
+    """.split()  # noqa: SIM905 (a list of 80 quoted words would be 80 lines)
+)
+"""The words a raw or unmatched path keeps without the host naming them."""
+
+_MAX_ROUTE_WORD = 64
+
+
+def _is_route_word(segment: str) -> bool:
+    """Shaped like a fixed word of a route: letters, digits, `.`, `-`, `_`."""
+    return 0 < len(segment) <= _MAX_ROUTE_WORD and ROUTE_WORD_CHARS.issuperset(segment)
+
+
 def _is_hex_hash(segment: str, has_digit: bool) -> bool:
     """Hex of 8+ chars with a digit, or 12+ without (no English word is that long in hex)."""
     long_enough = len(segment) >= 12 or (len(segment) >= 8 and has_digit)
@@ -214,14 +240,14 @@ def _is_token(segment: str) -> bool:
     return len(segment) >= 12 and segment.lower() != segment and segment.upper() != segment
 
 
-def _segment_placeholder(segment: str) -> str | None:
-    """The placeholder for an identifier-like path segment, or None for a route word.
+def _segment_placeholder(segment: str) -> str:
+    """The placeholder for a path segment that is not a route word.
 
     Whole-segment tests only, most specific first, so a hash that starts with digits is
-    never half-replaced.
+    never half-replaced; whatever is not identifier-like (a name, `deadbeef`, `{x}`) is `{value}`.
     """
-    if not segment:
-        return None
+    if segment in ENDPOINT_PLACEHOLDERS:
+        return segment
     if all(c in DIGITS for c in segment):
         return "{id}"
     if is_uuid(segment.lower()):  # a URL may spell a uuid in capitals
@@ -230,15 +256,10 @@ def _segment_placeholder(segment: str) -> str | None:
     if _is_hex_hash(segment, has_digit):
         return "{hash}"
     if any(c not in NAME_CHARS for c in segment):
-        return None if _is_template_part(segment) else "{value}"
+        return "{value}"
     if has_digit and len(segment) >= 8:
         return "{id}"
-    return "{token}" if _is_token(segment) else None
-
-
-def _is_template_part(segment: str) -> bool:
-    """A placeholder (`{id}`) or route variable (`<int:id>`), kept so templates pass through."""
-    return segment[:1] + segment[-1:] in ("{}", "<>") and is_clean_segment(segment)
+    return "{token}" if _is_token(segment) else "{value}"
 
 
 def _path_only(path: str) -> str:
@@ -258,25 +279,40 @@ def _fit(path: str) -> str:
     return path
 
 
-def sanitize_endpoint(path: str, known_segments: Sequence[str] | None = None) -> str:
-    """URL path with ids replaced by placeholders and no query string or fragment.
+def _vocabulary(known_segments: Iterable[str] | None) -> Collection[str]:
+    if known_segments is None:
+        return ()
+    if isinstance(known_segments, str):
+        return (known_segments,)
+    if isinstance(known_segments, (set, frozenset)):
+        return known_segments
+    return frozenset(known_segments)
 
-    A route template (`/api/projects/<int:id>`) passes through unchanged. `known_segments`
-    (e.g. the static words of an app's routes) makes it strict: any other segment is
-    replaced, so an unmatched path cannot carry a name. Never raises.
+
+def _kept_or_placeholder(segment: str, known: Collection[str]) -> str:
+    if not segment:
+        return segment  # before a leading `/`, after a trailing one, between `//`
+    if (segment in VISIVO_ROUTE_WORDS or segment in known) and _is_route_word(segment):
+        return segment
+    return _segment_placeholder(segment)
+
+
+def sanitize_endpoint(path: str, known_segments: Iterable[str] | None = None) -> str:
+    """URL path with every segment a route word or a placeholder; no query string or fragment.
+
+    A segment is kept only when it is one of Visivo's API route words (`VISIVO_ROUTE_WORDS`) or
+    one the host names in `known_segments` (the static words of its routes). Any other
+    segment becomes `{id}`, `{uuid}`, `{hash}`, `{token}` or `{value}`: names, slugs, short
+    letter-only hex (`deadbeef`) and any `{…}` or `<…>` from the path itself (a decoded URL can
+    spell one from user text) are never kept. Never raises.
     """
     try:
         if isinstance(path, bytes):
             path = path.decode("utf-8", "replace")
         if not isinstance(path, str):
             return "/"
-        known = frozenset(known_segments) if known_segments is not None else None
-        segments = []
-        for segment in _path_only(path).split("/"):
-            replaced = _segment_placeholder(segment)
-            if replaced is None and known is not None and segment and segment not in known:
-                replaced = segment if _is_template_part(segment) else "{value}"
-            segments.append(replaced or segment)
+        known = _vocabulary(known_segments)
+        segments = [_kept_or_placeholder(s, known) for s in _path_only(path).split("/")]
         return _fit("/".join(segments))
     except Exception:
         return "/"

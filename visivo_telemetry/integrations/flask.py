@@ -24,6 +24,7 @@ from flask import Flask, current_app, request
 
 from ..client import WINDOW_S, Telemetry
 from ..sanitize import sanitize_endpoint
+from ..schema import is_clean_segment
 
 QUEUE_LIMIT = 10_000
 """Requests waiting for the writer; beyond this (spool stuck) new ones are dropped, not held."""
@@ -45,15 +46,19 @@ def rule_template(rule: str) -> str:
     """`/api/projects/<int:project_id>/` → `/api/projects/{project_id}/`.
 
     A segment mixing text and variables (`report-<id>.pdf`) becomes one placeholder naming
-    its variables (`{id}`), so every segment is a route word or a placeholder.
+    its variables (`{id}`, `{a-b}` for two), so every segment is a route word or a
+    placeholder; a segment the sender's check would refuse (odd punctuation) is `{value}`.
     """
-    segments = []
-    for segment in rule.split("/"):
-        names = [
-            part.split(">", 1)[0].rsplit(":", 1)[-1].strip() for part in segment.split("<")[1:]
-        ]
-        segments.append("{" + "-".join(names) + "}" if names else segment)
-    return "/".join(segments)
+    return "/".join(_template_segment(segment) for segment in rule.split("/"))
+
+
+def _template_segment(segment: str) -> str:
+    names = [part.split(">", 1)[0].rsplit(":", 1)[-1].strip() for part in segment.split("<")[1:]]
+    if not names:
+        return segment if is_clean_segment(segment) else "{value}"
+    if not all(name.isascii() and name.isidentifier() for name in names):
+        return "{value}"
+    return "{" + "-".join(names) + "}"
 
 
 def static_segments(app: Flask) -> frozenset[str]:
