@@ -119,7 +119,7 @@ def _loaded_opts_out(data: bytes) -> bool:
 def test_the_events_decide_what_building_the_document_decides(text):
     data = text.encode()
     try:
-        found = config._events_opt_out(yaml, yaml.parse(data, Loader=_LOADER))
+        found = config._events_opt_out(yaml, _LOADER(data))
     except Exception:
         found = True  # project_opts_out: an error reading events is Unreadable, off
     event("built instead" if found is None else f"events: {'off' if found else 'no opt-out'}")

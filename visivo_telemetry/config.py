@@ -284,6 +284,11 @@ _CONSTRUCTED_FIRST_CHARS = frozenset("-+.0123456789")
 construction fails (`0b_`, `2026-02-30`), failing the whole load: those are constructed."""
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (`400`, `017`): an int or a string, whose construction cannot fail."""
+    return text.isdigit() and text.isascii()
+
+
 class _Open:
     """A mapping or sequence being read.
 
@@ -307,8 +312,9 @@ class _Open:
         return self.own or bool(self.flagged)
 
 
-def _events_opt_out(yaml: Any, events: Any) -> bool | None:
-    """What loading the document, then `_opts_out_anywhere`, decides, from its parse events.
+def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
+    """What loading the document, then `_opts_out_anywhere`, decides, from the parse events
+    of `loader` (a PyYAML loader given the document; its `get_event` is all that is used).
 
     Exact by construction: the parser is PyYAML's own (its syntax errors raise as a load's
     do); a `telemetry_enabled` value is constructed as a load would; every scalar whose
@@ -326,7 +332,7 @@ def _events_opt_out(yaml: Any, events: Any) -> bool | None:
     constructors = constructor.yaml_constructors
     scalar_node = yaml.nodes.ScalarNode
     ends = (ev.MappingEndEvent, ev.SequenceEndEvent)
-    skipped = (ev.StreamStartEvent, ev.StreamEndEvent, ev.DocumentEndEvent)
+    skipped = (ev.StreamStartEvent, ev.DocumentEndEvent)
 
     def construct(event: Any) -> Any:
         tag = resolver.resolve(scalar_node, event.value, event.implicit)
@@ -352,9 +358,14 @@ def _events_opt_out(yaml: Any, events: Any) -> bool | None:
     containers = documents = 0
     root: Any = None
     root_holds = False
+    next_event = loader.get_event
+    stream_end = ev.StreamEndEvent
     try:
-        for event in events:
+        while True:
+            event = next_event()
             kind = type(event)
+            if kind is stream_end:
+                break
             if kind in ends:
                 done = stack.pop()
                 if stack:
@@ -375,7 +386,7 @@ def _events_opt_out(yaml: Any, events: Any) -> bool | None:
             plain = is_scalar and event.implicit[0]
             if plain and (event.value in ("=", "<<")):
                 raise _NotRead
-            if plain and event.value[:1] in _CONSTRUCTED_FIRST_CHARS:
+            if plain and event.value[:1] in _CONSTRUCTED_FIRST_CHARS and not _digits(event.value):
                 construct(event)  # raises as the load would for `0b_`, `2026-02-30`
             parent = stack[-1] if stack else None
             if parent is None:
@@ -446,8 +457,11 @@ def project_opts_out(path: str) -> bool:
     try:
         import yaml
 
-        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        found = _events_opt_out(yaml, yaml.parse(data, Loader=base))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(data)
+        try:
+            found = _events_opt_out(yaml, loader)
+        finally:
+            loader.dispose()
     except Exception as error:
         raise Unreadable(path) from error
     if found is None:
