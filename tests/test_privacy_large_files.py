@@ -127,31 +127,34 @@ def test_the_events_decide_what_building_the_document_decides(text):
         assert found == _loaded_opts_out(data), text
 
 
-def test_a_large_project_file_is_decided_from_its_events(project, tmp_path):
-    """Near the limit, each way the answer can go, through the real function."""
-    body = "".join(
+def test_a_large_project_file_is_decided_from_its_events(tmp_path):
+    """Near the limit, each way the answer can go, through the real function; a plain project
+    file (no anchors, aliases or tags) is judged from its events, never built."""
+    charts = "".join(
         f"  - name: chart_{i}\n    height: {400 + i}\n    sql: |\n      select {i}\n"
         for i in range(12_000)
     )
-    cases = {
-        "defaults:\n  telemetry_enabled: true\n": False,
-        "defaults:\n  telemetry_enabled: false\n": True,
-        "defaults:\n  telemetry_enabled: true\n  telemetry_enabled: true\n": True,
-        "defaults:\n  telemetry_enabled: true\nbad: 2026-02-30\n": True,
-        "defaults:\n  telemetry_enabled: true\nlast: [\n": True,
-    }
-    for head, off in cases.items():
-        text = head + "charts:\n" + body
-        if "last" in head:
-            text = "defaults:\n  telemetry_enabled: true\ncharts:\n" + body + "last: [\n"
-        if "bad" in head:
-            text = "defaults:\n  telemetry_enabled: true\ncharts:\n" + body + "bad: 2026-02-30\n"
+    on = "defaults:\n  telemetry_enabled: true\n"
+    cases = [  # (before the charts, after them, opts out)
+        (on, "", False),
+        ("defaults:\n  telemetry_enabled: false\n", "", True),
+        (on + "  telemetry_enabled: true\n", "", True),  # named twice
+        (on, "bad: 2026-02-30\n", True),  # a load fails on it
+        (on, "last: [\n", True),  # a syntax error
+        (on, "defaults: 1\n", False),  # the repeated key drops nothing that opts out
+        ("defaults:\n  telemetry_enabled: off\n", "defaults: 1\n", False),  # ... or does
+    ]
+    path = tmp_path / "project.visivo.yml"
+    for head, tail, off in cases:
+        text = head + "charts:\n" + charts + tail
         assert len(text) < _MAX_CONFIG_BYTES
-        path = tmp_path / "project.visivo.yml"
         path.write_text(text)
         try:
             decided = config.project_opts_out(str(path))
         except config.Unreadable:
             decided = True  # what `decide` makes of it: off
-        assert decided is off, head
-        assert _loaded_opts_out(text.encode()) is off, head
+        try:
+            judged = config._events_opt_out(yaml, _LOADER(text.encode()))
+        except Exception:
+            judged = True  # a parse or construction error: Unreadable, off
+        assert (decided, judged, _loaded_opts_out(text.encode())) == (off, off, off), (head, tail)
