@@ -37,7 +37,11 @@ answers 200 for a project over its quota and drops the events, so a client canno
 Every answer sets a sticky-session cookie, as a load balancer in front of PostHog may; each
 request's ``Cookie`` header is logged, so tests can prove the sender never sends one back.
 The ``requests`` table also logs ``Content-Encoding``, ``User-Agent``, ``historical_migration``
-and both sizes: ``body_bytes`` on the wire and ``json_bytes`` after decompression.
+and both sizes: ``body_bytes`` on the wire and ``json_bytes`` after decompression. It keeps the
+whole request too, so tests can assert exactly what left a machine: ``target`` (path and
+query), ``headers`` (every header, in order, as a JSON list of ``[name, value]``) and ``body``
+(the bytes as received);
+:meth:`Collector.received` gives them back decompressed.
 
 Control endpoints: ``POST /_control/mode`` with ``{"mode": "..."}`` and ``GET /_control/stats``.
 
@@ -577,6 +581,9 @@ class Store:
         "content_encoding": str,
         "user_agent": str,
         "historical_migration": int,  # 0/1/NULL
+        "target": str,  # the request target as sent: path and any query string
+        "headers": str,  # every header as received: a JSON list of [name, value], in order
+        "body": bytes,  # the whole body exactly as it came off the wire (gzipped if it was)
     }
 
     def __init__(self, path: str | Path) -> None:
@@ -775,6 +782,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     "content_encoding": content_encoding,
                     "user_agent": self.headers.get("User-Agent"),
                     "historical_migration": historical_flag(payload),
+                    "target": self.path,
+                    "headers": json.dumps(self.headers.items()),
+                    "body": body,
                 }
             )
 
@@ -1051,6 +1061,31 @@ class Collector:
     def requests(self) -> list[dict[str, Any]]:
         """One row per batch POST received, oldest first."""
         return self._query("SELECT * FROM requests ORDER BY id")
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every batch request exactly as it arrived, oldest first: ``status``, ``target``,
+        ``headers`` (a list of ``(name, value)`` pairs, repeats and order kept), ``wire`` (the
+        body's bytes) and ``text`` (the body, decompressed as capture would, decoded; None
+        when that fails)."""
+        requests = []
+        for row in self.requests():
+            body = row["body"] or b""
+            try:
+                hint = compression_param(row["target"] or "")
+                text = decompress(body, row["content_encoding"], hint).decode("utf-8")
+            except (Rejected, UnicodeDecodeError):
+                text = None
+            headers = [tuple(pair) for pair in json.loads(row["headers"] or "[]")]
+            requests.append(
+                {
+                    "status": row["status"],
+                    "target": row["target"],
+                    "headers": headers,
+                    "wire": body,
+                    "text": text,
+                }
+            )
+        return requests
 
     def wait_for_events(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """Poll until at least n distinct events are stored (or timeout); return events()."""

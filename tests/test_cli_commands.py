@@ -23,8 +23,7 @@ from helpers import (
     vt,
     wait_for_senders_to_exit,
 )
-
-from visivo_telemetry.events import Row, wire_json
+from wire_contract import check_body, strict_json
 
 
 def spool_three(env, home, project) -> None:
@@ -91,31 +90,29 @@ def test_status_reports_pending_events_failures_and_the_last_send(home, project,
     assert after["destination"] == receiver.url + "/batch/"
 
 
-def test_show_prints_the_batch_body_exactly_as_it_would_be_sent(home, project):
+def test_show_prints_the_batch_body_exactly_as_it_would_be_sent(home, project, tmp_path):
     env = clean_env(home, VISIVO_POSTHOG_API_KEY="phc_test_key")
     spool_three(env, home, project)
     rows = spool_rows(home)
 
-    body = json.loads(vt("show", env=env).stdout)
+    body = strict_json(vt("show", env=env).stdout)
     raw = vt("show", "--raw", env=env).stdout
-    newest = json.loads(vt("show", "--limit", "2", env=env).stdout)
+    newest = strict_json(vt("show", "--limit", "2", env=env).stdout)
 
-    assert body["api_key"] == "phc_test_key" and body["sent_at"].endswith("Z")
+    check_body(body, "phc_test_key")  # the documented body, items and properties, exactly
+    assert raw.count("\n") == 1 and strict_json(raw)["batch"] == body["batch"]
     assert [item["properties"]["command"] for item in body["batch"]] == ["run", "compile", "serve"]
     assert [item["properties"]["command"] for item in newest["batch"]] == ["compile", "serve"]
-    assert raw.count("\n") == 1
-    for row in rows:
-        item = wire_json(
-            Row(
-                row["id"],
-                row["uuid"],
-                row["event"],
-                row["created_at"],
-                json.dumps(row["properties"], separators=(",", ":")),
-            )
-        )
-        assert item in raw
+    assert [(i["uuid"], i["event"], i["timestamp"], i["properties"]) for i in body["batch"]] == [
+        (row["uuid"], row["event"], row["created_at"], row["properties"]) for row in rows
+    ]
     assert len(spool_rows(home)) == 3, "show sends and deletes nothing"
+
+    with Collector(tmp_path / "received.db") as receiver:
+        assert vt("flush", env={**env, "VISIVO_POSTHOG_HOST": receiver.url}).returncode == 0
+        (request,) = receiver.received()
+    sent = strict_json(request["text"])
+    assert set(sent) == set(body) and sent["batch"] == body["batch"], "show is what is sent"
 
 
 def test_show_with_no_spool_prints_an_empty_batch_and_creates_nothing(home):

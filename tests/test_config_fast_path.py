@@ -7,36 +7,77 @@ the PyYAML import, and must never be read differently because of that.
 from __future__ import annotations
 
 import yaml
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry.config import parse_flat, word
 
 KEYS = ["telemetry_enabled", "telemetry_debug", "posthog_host", "posthog_api_key", "name"]
-WORDS = [
+FLAT_WORDS = [
     "true", "True", "TRUE", "false", "False", "yes", "Yes", "no", "NO", "on", "Off", "y", "N",
-    "1", "0", "2", "-1", "1.0", "", "~", "null", "Null", "maybe", "phc_abc123",
-    "https://eu.i.posthog.com", "http://127.0.0.1:8000", "'true'", '"no"', "[1, 2]", "{a: b}",
-    "a: b", "*ref", "&anchor x", "!!str yes", "yes # a comment", "|", ">",
+    "1", "0", "2", "-1", "1.0", "", "null", "Null", "maybe", "phc_abc123",
+    "https://eu.i.posthog.com", "http://127.0.0.1:8000", "yes # a comment",
 ]  # fmt: skip
+"""Plain words, as `key: word` lines carry them: the fast path takes every one."""
+RICH_WORDS = [
+    "no\t# a tab before the comment",
+    "~", "'true'", '"no"', "[1, 2]", "{a: b}", "a: b", "*ref", "&anchor x", "!!str yes", "|", ">",
+]  # fmt: skip
+"""Anything YAML gives more meaning than a word: left to PyYAML."""
+FLAT_NOISE = ["", "# a comment", "   ", "  # an indented comment"]
+RICH_NOISE = ["  nested: true", "---", "- item", "key:value", "telemetry enabled: no"]
 
-line = st.tuples(st.sampled_from(KEYS), st.sampled_from(WORDS)).map(lambda kv: f"{kv[0]}: {kv[1]}")
-noise = st.sampled_from(["", "# a comment", "  nested: true", "---", "- item", "key:value"])
+
+@st.composite
+def flat_documents(draw: st.DrawFn) -> list[str]:
+    """Plain `key: word` lines (each key once) among blank and comment lines."""
+    keys = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=5))
+    lines = [f"{key}: {draw(st.sampled_from(FLAT_WORDS))}" for key in keys]
+    for _ in range(draw(st.integers(0, 3))):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(FLAT_NOISE)))
+    return lines
+
+
+@st.composite
+def rich_documents(draw: st.DrawFn) -> list[str]:
+    """A flat document with one thing more than plain lines: a rich value, a rich line or a
+    key named twice."""
+    lines = draw(flat_documents())
+    kind = draw(st.sampled_from(["value", "line", "repeat"]))
+    if kind == "value":
+        extra = f"{draw(st.sampled_from(KEYS))}: {draw(st.sampled_from(RICH_WORDS))}"
+    elif kind == "line":
+        extra = draw(st.sampled_from(RICH_NOISE))
+    else:
+        key = draw(st.sampled_from(KEYS))
+        lines.append(f"{key}: {draw(st.sampled_from(FLAT_WORDS))}")
+        extra = f"{key}: {draw(st.sampled_from(FLAT_WORDS))}"
+    event(f"richer by: {kind}")
+    lines.insert(draw(st.integers(0, len(lines))), extra)
+    return lines
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.one_of(line, noise), max_size=6))
+@given(flat_documents())
 def test_the_fast_path_reads_what_pyyaml_reads(lines):
+    """Every example is checked: plain lines always take the fast path, and it must read them
+    as PyYAML does (the rejection path is the next test)."""
     data = "\n".join(lines).encode()
     flat = parse_flat(data)
-    if flat is None:
-        return
+    assert flat is not None, data
+    event(f"keys read: {len(flat)}")
     parsed = yaml.safe_load(data) or {}
     assert set(flat) == set(parsed)
     for key, value in flat.items():
         assert word(value) == word(parsed[key])
         if isinstance(parsed[key], str):
             assert value == parsed[key]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rich_documents())
+def test_anything_more_than_plain_lines_is_left_to_pyyaml(lines):
+    assert parse_flat("\n".join(lines).encode()) is None, lines
 
 
 def test_the_files_our_commands_write_take_the_fast_path():

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
 from helpers import PYTHON, ROOT, clean_env, host_code, run_host, wait_for_senders_to_exit
+from privacy_support import DOCUMENTED_CLI_KEYS
+from wire_contract import check_item, strict_json
 
-from visivo_telemetry.events import Row, dumps, wire_json
+
+def exactly_as_sent(line: str) -> dict:
+    """The printed item, checked against the documented batch item (never the sender's own
+    encoder): exactly PostHog's five keys, the README's properties and fixed values, one line
+    of compact JSON with no key repeated. Returns it parsed."""
+    item = strict_json(line)
+    check_item(item)
+    assert line == json.dumps(item, separators=(",", ":"), ensure_ascii=True)
+    return item
 
 
-def exactly_as_sent(item: dict) -> str:
-    """What the sender would put in the batch for this item, built by the sender's own code."""
-    row = Row(0, item["uuid"], item["event"], item["timestamp"], dumps(item["properties"]))
-    return wire_json(row)
+def documented_common_values() -> dict:
+    """What the README says every event of this test host carries, computed independently."""
+    return {
+        "visivo_version": "1.4.0",
+        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "platform": {"linux": "linux", "darwin": "darwin", "win32": "windows"}[sys.platform],
+    }
 
 
 def assert_nothing_left_the_machine(home, collector) -> None:
@@ -31,10 +45,17 @@ def test_debug_prints_the_exact_event_and_neither_spools_nor_sends(home, project
 
     assert result.returncode == 0 and result.stdout == ""
     [line] = result.stderr.splitlines()
-    item = json.loads(line)
-    assert line == exactly_as_sent(item)
+    item = exactly_as_sent(line)
     assert item["event"] == "cli_command"
-    assert item["properties"]["command_args"] == ["--token", "<redacted>", "--threads", "<value>"]
+    expected = {
+        **documented_common_values(),
+        "command": "run",
+        "command_args": ["--token", "<redacted>", "--threads", "<value>"],
+        "success": True,
+        "error_type": None,
+    }
+    assert {k: item["properties"][k] for k in expected} == expected
+    assert set(item["properties"]) == DOCUMENTED_CLI_KEYS
     assert "s3cret" not in result.stderr
     assert_nothing_left_the_machine(home, collector)
 
@@ -46,8 +67,7 @@ def test_debug_through_the_click_cli_adds_only_the_event_line(home, project, col
 
     assert result.stdout == "compiled 14 objects\n"
     [line] = result.stderr.splitlines()
-    assert json.loads(line)["properties"]["object_counts"]["charts"] == 4
-    assert line == exactly_as_sent(json.loads(line))
+    assert exactly_as_sent(line)["properties"]["object_counts"]["charts"] == 4
     assert_nothing_left_the_machine(home, collector)
 
 

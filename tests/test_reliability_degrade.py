@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import signal
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
@@ -265,7 +266,11 @@ def tiny_filesystem(path: Path) -> Iterator[None]:
         capture_output=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.skip(
+            "mounting a tmpfs needs root with CAP_SYS_ADMIN (the unprivileged variant, "
+            "test_a_file_size_limit_hit_mid_write_leaves_the_host_exactly_as_without_telemetry, "
+            f"still runs): {mounted.stderr.decode().strip()}"
+        )
     try:
         yield
     finally:
@@ -308,3 +313,35 @@ def test_a_spool_damaged_inside_is_moved_aside_by_the_sender(home, collector):
         handle.write(b"\xff" * 4096 * 4)
     start_sender(clean_env(home, VISIVO_POSTHOG_HOST=collector.url)).wait(timeout=60)
     assert list(db.parent.glob("telemetry.db.corrupt-*")), "the damaged spool was kept"
+
+
+def fills_up_at(limit: int) -> Callable[[], None]:
+    """In the child, before exec: files may not grow past `limit` bytes (RLIMIT_FSIZE, no
+    privilege needed) and SIGXFSZ is ignored, so a write past it fails with EFBIG, as a write
+    to a full disk fails with ENOSPC, instead of killing the process."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        as_ordinary_user()
+
+    return apply
+
+
+def test_a_file_size_limit_hit_mid_write_leaves_the_host_exactly_as_without_telemetry(
+    tmp_path, collector
+):
+    """The full disk without root: the spool exists, and the write-ahead log can take its
+    header and one page but not the host's whole transaction (it fails part-way, EFBIG)."""
+    runs = []
+    for name, extra in (("on", {}), ("off", {"VISIVO_TELEMETRY_DISABLED": "1"})):
+        setting = _base(tmp_path / name)
+        seed_spool(setting.home, 2)
+        assert not (setting.home / ".visivo" / "telemetry.db-wal").exists()
+        setting.preexec = fills_up_at(32 + 4096 + 24 + 100)
+        runs.append(outputs(run_in(setting, collector, **extra)))
+        assert_no_sender_outlives(setting.home)
+        if name == "on":
+            assert len(spool_rows(setting.home)) == 2, "the limit did not stop the write"
+    assert runs[0] == runs[1]
+    assert runs[1] == (3, "compiled 3 charts\n", "warning: 1 chart is slow\n")

@@ -145,22 +145,36 @@ def _read_regular(path: str) -> bytes | None:
         os.close(fd)
 
 
-def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """A YAML mapping from `path`, or None when the file is absent or mentions none of `keys`.
+def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
+    """The bytes of `path`, or None when it is absent or mentions none of `keys`.
 
     The substring test spares every Visivo run the 20 ms PyYAML import: project files that say
     nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
-    always are). Raises `Unreadable` for a file that mentions a key but is not a readable
-    YAML mapping.
+    always are).
     """
     data = _read_regular(path)
     if data is None:
         return None
     if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
         return None
+    return data
+
+
+def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """A YAML mapping from `path`, or None when the file is absent or mentions none of `keys`.
+
+    Raises `Unreadable` for a file that mentions a key but is not a readable YAML mapping.
+    """
+    data = _mentioning(path, keys)
+    if data is None:
+        return None
     flat = parse_flat(data)
     if flat is not None:
         return flat or None
+    return _load_yaml(data, path, keys)
+
+
+def _load_yaml(data: bytes, path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     try:
         import yaml
 
@@ -258,6 +272,153 @@ def _opts_out_anywhere(root: object) -> bool:
     return False
 
 
+class _NotRead(Exception):
+    """A document that PyYAML's events alone cannot judge exactly: build it instead."""
+
+
+_MAX_EVENT_DEPTH = 64
+"""Deeper than this, building the document might hit Python's recursion limit (an error,
+so "off"); the events cannot tell where, so such a document is built."""
+_CONSTRUCTED_FIRST_CHARS = frozenset("-+.0123456789")
+"""A plain scalar starting with one of these may resolve to an int, float or timestamp whose
+construction fails (`0b_`, `2026-02-30`), failing the whole load: those are constructed."""
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (`400`, `017`): an int or a string, whose construction cannot fail."""
+    return text.isdigit() and text.isascii()
+
+
+class _Open:
+    """A mapping or sequence being read.
+
+    For a mapping: whether the next node is a key, the last key's event, how often it named
+    `telemetry_enabled`, whether it opts out itself (`own`), and the keys whose value (as the
+    load would keep it: the last one) holds an opt-out (`flagged`). For a sequence: whether
+    an item holds one (`own`).
+    """
+
+    __slots__ = ("is_mapping", "expect_key", "key", "enabled_keys", "own", "flagged")
+
+    def __init__(self, is_mapping: bool) -> None:
+        self.is_mapping = is_mapping
+        self.expect_key = True
+        self.key: Any = None
+        self.enabled_keys = 0
+        self.own = False
+        self.flagged: dict[Any, bool] = {}
+
+    def holds_opt_out(self) -> bool:
+        return self.own or bool(self.flagged)
+
+
+def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
+    """What loading the document, then `_opts_out_anywhere`, decides, from the parse events
+    of `loader` (a PyYAML loader given the document; its `get_event` is all that is used).
+
+    Exact by construction: the parser is PyYAML's own (its syntax errors raise as a load's
+    do); a `telemetry_enabled` value is constructed as a load would; every scalar whose
+    construction can fail is constructed; a repeated `telemetry_enabled`, a mapping or list
+    used as a key (unhashable), a second document and a root that is not a mapping fail as a
+    load fails (off). A repeated key keeps its last value, as a load does, so an opt-out
+    counts only if no later repeat of its keys drops it (keys are constructed for that only
+    once a mapping holds an opt-out). Anchors, aliases, explicit tags, merge keys (`<<`), the
+    `=` scalar, nesting deeper than `_MAX_EVENT_DEPTH` and more containers than
+    `_opts_out_anywhere` visits return None: build it.
+    """
+    ev = yaml.events
+    resolver = yaml.resolver.Resolver()
+    constructor = yaml.constructor.SafeConstructor()
+    constructors = constructor.yaml_constructors
+    scalar_node = yaml.nodes.ScalarNode
+    ends = (ev.MappingEndEvent, ev.SequenceEndEvent)
+    skipped = (ev.StreamStartEvent, ev.DocumentEndEvent)
+
+    def construct(event: Any) -> Any:
+        tag = resolver.resolve(scalar_node, event.value, event.implicit)
+        if tag not in constructors or tag.endswith((":merge", ":value")):
+            raise _NotRead
+        node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
+        return constructors[tag](constructor, node)
+
+    def settle(parent: _Open, holds: bool) -> None:
+        """A value of `parent` is complete; `holds`: it holds an opt-out."""
+        if not parent.is_mapping:
+            parent.own = parent.own or holds
+            return
+        parent.expect_key = True
+        if holds or parent.flagged:
+            key = construct(parent.key) if parent.key.implicit[0] else parent.key.value
+            if holds:
+                parent.flagged[key] = True
+            else:
+                parent.flagged.pop(key, None)  # a repeated key: the load keeps this value
+
+    stack: list[_Open] = []
+    containers = documents = 0
+    root: Any = None
+    root_holds = False
+    next_event = loader.get_event
+    stream_end = ev.StreamEndEvent
+    try:
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is stream_end:
+                break
+            if kind in ends:
+                done = stack.pop()
+                if stack:
+                    settle(stack[-1], done.holds_opt_out())
+                else:
+                    root_holds = done.holds_opt_out()
+                continue
+            if kind is ev.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    return True  # a load refuses a second document: unreadable, off
+                continue
+            if kind in skipped:
+                continue
+            if kind is ev.AliasEvent or event.anchor is not None or event.tag is not None:
+                raise _NotRead
+            is_scalar = kind is ev.ScalarEvent
+            plain = is_scalar and event.implicit[0]
+            if plain and (event.value in ("=", "<<")):
+                raise _NotRead
+            if plain and event.value[:1] in _CONSTRUCTED_FIRST_CHARS and not _digits(event.value):
+                construct(event)  # raises as the load would for `0b_`, `2026-02-30`
+            parent = stack[-1] if stack else None
+            if parent is None:
+                root = construct(event) if is_scalar else kind
+            elif parent.is_mapping and parent.expect_key:
+                if not is_scalar:
+                    return True  # a mapping or list as a key is unhashable: unreadable, off
+                parent.key = event
+                parent.expect_key = False
+                if event.value == ENABLED_KEY:
+                    parent.enabled_keys += 1
+                    if parent.enabled_keys > 1:
+                        return True  # named twice: unclear, off
+            elif is_scalar:
+                if parent.is_mapping and parent.key.value == ENABLED_KEY:
+                    parent.own = word(construct(event)) is not True
+                settle(parent, False)
+            elif parent.is_mapping and parent.key.value == ENABLED_KEY:
+                parent.own = True  # a mapping or list is not `true`
+            if not is_scalar:
+                containers += 1
+                stack.append(_Open(kind is ev.MappingStartEvent))
+                if containers > _MAX_YAML_CONTAINERS or len(stack) > _MAX_EVENT_DEPTH:
+                    raise _NotRead
+    except _NotRead:
+        return None
+    if root is ev.MappingStartEvent:
+        return root_holds
+    # Empty (a load gives None) decides nothing; any other root is not a mapping: off.
+    return root is not None
+
+
 def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
     # Empty means not set; whitespace only is set and not recognised, so it opts out.
     disabled = env.get("VISIVO_TELEMETRY_DISABLED")
@@ -274,12 +435,39 @@ def _project_decision(project_dir: str | os.PathLike[str] | None) -> Decision | 
         return None
     path = os.path.join(os.fspath(project_dir), PROJECT_FILE)
     try:
-        mapping = read_yaml(path, (ENABLED_KEY,))
+        opts_out = project_opts_out(path)
     except Unreadable:
         return Decision(False, "project", path)
-    if mapping is not None and _opts_out_anywhere(mapping):
-        return Decision(False, "project", path)
-    return None
+    return Decision(False, "project", path) if opts_out else None
+
+
+def project_opts_out(path: str) -> bool:
+    """Whether a project file opts out (raises `Unreadable` for one that cannot be read).
+
+    A project file is Visivo's whole project, often hundreds of kilobytes: building it with
+    PyYAML costs about 0.6 s per MB on every command, so it is read from PyYAML's own parser
+    events instead (`_events_opt_out`), and built only when those cannot tell exactly.
+    """
+    data = _mentioning(path, (ENABLED_KEY,))
+    if data is None:
+        return False
+    flat = parse_flat(data)
+    if flat is not None:
+        return _opts_out_anywhere(flat)
+    try:
+        import yaml
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(data)
+        try:
+            found = _events_opt_out(yaml, loader)
+        finally:
+            loader.dispose()
+    except Exception as error:
+        raise Unreadable(path) from error
+    if found is None:
+        mapping = _load_yaml(data, path, (ENABLED_KEY,))
+        return mapping is not None and _opts_out_anywhere(mapping)
+    return found
 
 
 def user_config(where: Paths | None) -> dict[str, Any] | None:
