@@ -36,3 +36,24 @@ def test_a_duplicated_telemetry_enabled_is_an_opt_out(home, project, values, whe
 def test_a_single_true_keeps_telemetry_on(home, project):
     (project / "project.visivo.yml").write_text("defaults:\n  telemetry_enabled: true\n")
     assert Telemetry("1.4.0", project_dir=project, api_key="phc_test_key").enabled is True
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(["false", "no", "off", "0", "''"]),
+    st.sampled_from(["1", "{}", "{telemetry_enabled: true}", "[a]", "x"]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_repeated_key_cannot_drop_an_opt_out(home, project, off, later, later_first, anchor):
+    """`defaults: {telemetry_enabled: false}` then `defaults: 1`: the file says both, so off,
+    whether read from PyYAML's events or built (an anchor makes the reader build it)."""
+    blocks = [f"defaults:\n  telemetry_enabled: {off}\n", f"defaults: {later}\n"]
+    if later_first:
+        blocks.reverse()
+    head = "name: &n demo\nalias: *n\n" if anchor else "name: demo\n"
+    (project / "project.visivo.yml").write_text(head + "".join(blocks))
+
+    assert Telemetry("1.4.0", project_dir=project, api_key="phc_test_key").enabled is False

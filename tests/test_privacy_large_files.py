@@ -111,8 +111,9 @@ def _loaded_opts_out(data: bytes) -> bool:
 
 @settings(max_examples=600, deadline=None)
 @given(_documents())
-@example("name:\n  telemetry_enabled: false\nname: true\n")  # a repeated key drops the opt-out
-@example("name: 1\nname: {telemetry_enabled: false}\n")  # the last value is kept
+@example("name:\n  telemetry_enabled: false\nname: true\n")  # a repeat cannot drop an opt-out
+@example("name: 1\nname: {telemetry_enabled: false}\n")  # nor hide one
+@example("a: {b: {telemetry_enabled: no}, telemetry_enabled: true}\n")  # a nested one counts
 @example("1: {telemetry_enabled: false}\n0x1: x\n")  # 1 and 0x1 are one key
 @example("yes: [{telemetry_enabled: off}]\n1: x\n")  # True and 1 too
 @example("d:\n  e: {telemetry_enabled: no}\n  e: 1\nd2: 1\n")
@@ -142,7 +143,7 @@ def test_a_large_project_file_is_decided_from_its_events(tmp_path):
         (on, "bad: 2026-02-30\n", True),  # a load fails on it
         (on, "last: [\n", True),  # a syntax error
         (on, "defaults: 1\n", False),  # the repeated key drops nothing that opts out
-        ("defaults:\n  telemetry_enabled: off\n", "defaults: 1\n", False),  # ... or does
+        ("defaults:\n  telemetry_enabled: off\n", "defaults: 1\n", True),  # nor an opt-out
     ]
     path = tmp_path / "project.visivo.yml"
     for head, tail, off in cases:

@@ -189,8 +189,10 @@ def _load_yaml(data: bytes, path: str, keys: tuple[str, ...]) -> dict[str, Any] 
 
 
 def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
-    """PyYAML's safe loader, refusing a mapping that names one of `keys` twice: a file that
-    says `telemetry_enabled: false` and then `true` is unclear, and unclear means off."""
+    """PyYAML's safe loader, refusing what makes an opt-out unclear: a mapping that names one
+    of `keys` twice (`telemetry_enabled: false`, then `true`), or a repeated key whose earlier
+    value opts out (`defaults: {telemetry_enabled: false}`, then `defaults: 1`); unclear means
+    off."""
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class UniqueKeys(base):  # type: ignore[misc, valid-type]
@@ -204,7 +206,46 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
                 raise yaml.constructor.ConstructorError(
                     None, None, "duplicate key", node.start_mark
                 )
-            return super().construct_mapping(node, deep)
+            mapping = super().construct_mapping(node, deep)
+            if len(mapping) < len(node.value):
+                self._refuse_an_overridden_opt_out(node)
+            return mapping
+
+        def _refuse_an_overridden_opt_out(self, node: Any) -> None:
+            last = {}
+            for key_node, value_node in node.value:
+                last[self.construct_object(key_node, deep=True)] = value_node
+            for key_node, value_node in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if last[key] is not value_node and self._holds_opt_out(value_node):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "an opt-out overridden by a repeated key", node.start_mark
+                    )
+
+        def _holds_opt_out(self, root: Any) -> bool:
+            """`_opts_out_anywhere` on a node: values under construction may not be filled
+            in yet (PyYAML fills containers after their parents)."""
+            seen: set[int] = set()
+            stack = [root]
+            while stack:
+                node = stack.pop()
+                if id(node) in seen or isinstance(node, yaml.nodes.ScalarNode):
+                    continue
+                seen.add(id(node))
+                if len(seen) > _MAX_YAML_CONTAINERS:
+                    return True
+                pairs = node.value if isinstance(node, yaml.nodes.MappingNode) else ()
+                for key, value in pairs:
+                    if isinstance(key, yaml.nodes.ScalarNode) and key.value == ENABLED_KEY:
+                        if not isinstance(value, yaml.nodes.ScalarNode):
+                            return True
+                        if word(self.construct_object(value, deep=True)) is not True:
+                            return True
+                if isinstance(node, yaml.nodes.MappingNode):
+                    stack.extend(child for pair in pairs for child in pair)
+                else:
+                    stack.extend(node.value)
+            return False
 
     return UniqueKeys
 
@@ -290,15 +331,11 @@ def _digits(text: str) -> bool:
 
 
 class _Open:
-    """A mapping or sequence being read.
+    """A mapping or sequence being read: for a mapping, whether the next node is a key, the
+    last key's event and how often it named `telemetry_enabled`; for both, whether it holds
+    an opt-out (`own`)."""
 
-    For a mapping: whether the next node is a key, the last key's event, how often it named
-    `telemetry_enabled`, whether it opts out itself (`own`), and the keys whose value (as the
-    load would keep it: the last one) holds an opt-out (`flagged`). For a sequence: whether
-    an item holds one (`own`).
-    """
-
-    __slots__ = ("is_mapping", "expect_key", "key", "enabled_keys", "own", "flagged")
+    __slots__ = ("is_mapping", "expect_key", "key", "enabled_keys", "own")
 
     def __init__(self, is_mapping: bool) -> None:
         self.is_mapping = is_mapping
@@ -306,10 +343,6 @@ class _Open:
         self.key: Any = None
         self.enabled_keys = 0
         self.own = False
-        self.flagged: dict[Any, bool] = {}
-
-    def holds_opt_out(self) -> bool:
-        return self.own or bool(self.flagged)
 
 
 def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
@@ -320,11 +353,10 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
     do); a `telemetry_enabled` value is constructed as a load would; every scalar whose
     construction can fail is constructed; a repeated `telemetry_enabled`, a mapping or list
     used as a key (unhashable), a second document and a root that is not a mapping fail as a
-    load fails (off). A repeated key keeps its last value, as a load does, so an opt-out
-    counts only if no later repeat of its keys drops it (keys are constructed for that only
-    once a mapping holds an opt-out). Anchors, aliases, explicit tags, merge keys (`<<`), the
-    `=` scalar, nesting deeper than `_MAX_EVENT_DEPTH` and more containers than
-    `_opts_out_anywhere` visits return None: build it.
+    load fails (off). An opt-out under any occurrence of a repeated key counts, as the
+    loader refuses a repeat that would drop one (`_unique_keys_loader`). Anchors, aliases,
+    explicit tags, merge keys (`<<`), the `=` scalar, nesting deeper than `_MAX_EVENT_DEPTH`
+    and more containers than `_opts_out_anywhere` visits return None: build it.
     """
     ev = yaml.events
     resolver = yaml.resolver.Resolver()
@@ -342,17 +374,11 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
         return constructors[tag](constructor, node)
 
     def settle(parent: _Open, holds: bool) -> None:
-        """A value of `parent` is complete; `holds`: it holds an opt-out."""
-        if not parent.is_mapping:
-            parent.own = parent.own or holds
-            return
-        parent.expect_key = True
-        if holds or parent.flagged:
-            key = construct(parent.key) if parent.key.implicit[0] else parent.key.value
-            if holds:
-                parent.flagged[key] = True
-            else:
-                parent.flagged.pop(key, None)  # a repeated key: the load keeps this value
+        """A value of `parent` is complete; `holds`: it holds an opt-out (which no later
+        repeat of its key can drop: a file that says both is unclear, so off)."""
+        parent.own = parent.own or holds
+        if parent.is_mapping:
+            parent.expect_key = True
 
     stack: list[_Open] = []
     containers = documents = 0
@@ -369,9 +395,9 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
             if kind in ends:
                 done = stack.pop()
                 if stack:
-                    settle(stack[-1], done.holds_opt_out())
+                    settle(stack[-1], done.own)
                 else:
-                    root_holds = done.holds_opt_out()
+                    root_holds = done.own
                 continue
             if kind is ev.DocumentStartEvent:
                 documents += 1
@@ -402,7 +428,7 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
                         return True  # named twice: unclear, off
             elif is_scalar:
                 if parent.is_mapping and parent.key.value == ENABLED_KEY:
-                    parent.own = word(construct(event)) is not True
+                    parent.own = parent.own or word(construct(event)) is not True
                 settle(parent, False)
             elif parent.is_mapping and parent.key.value == ENABLED_KEY:
                 parent.own = True  # a mapping or list is not `true`
