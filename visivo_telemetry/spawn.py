@@ -12,12 +12,17 @@ others' facilities removed, see `tests/test_platform_fallbacks.py`):
 - Windows (no `posix_spawn`): `subprocess.Popen` with `creationflags` from `popen_options`.
 
 `subprocess` is imported only on the last two paths, never on Linux or macOS with posix_spawn.
+
+In a frozen app (PyInstaller) the sender is the app's own binary, started the same three ways
+with a marker in its environment; see `frozen`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from . import frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,7 +62,12 @@ def sender_argv() -> list[str]:
     folder there instead, on every Python: a project folder holding a `sender/` or `httpx.py`
     never runs inside our sender, and the import name is ours alone (`visivo_telemetry._sender`),
     so no `sender/` on `PYTHONPATH` or from PyPI can stand in for it.
+
+    A frozen app has no interpreter to give `-c` to: its own binary, with no argument at all,
+    is the sender (`frozen.run_sender_if_requested` recognises it by the marker).
     """
+    if frozen.is_frozen():
+        return [sys.executable]
     return [sys.executable, "-c", _LAUNCH.format(root=_library_root())]
 
 
@@ -128,10 +138,20 @@ def _held_on_windows(lock_path: str) -> bool:
 
 
 def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
-    """Start the sender detached; its pid, or None if it could not be started. Never raises."""
+    """Start the sender detached; its pid, or None if it could not be started. Never raises.
+
+    A frozen app whose entry point does not call `run_sender_if_requested` (or that was itself
+    started with the marker) starts none: its events wait in the spool.
+    """
     env = dict(os.environ)
+    env.pop(frozen.SENDER_ENV, None)
     if extra_env:
         env.update(extra_env)
+    if frozen.is_frozen():
+        marker = frozen.sender_marker()
+        if marker is None or not sys.executable:
+            return None
+        env[frozen.SENDER_ENV] = marker
     argv = sender_argv()
     try:
         if hasattr(os, "posix_spawn"):
