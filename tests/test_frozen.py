@@ -36,6 +36,8 @@ LAUNCHER_C = r"""
 #include <limits.h>
 #include <stdlib.h>
 
+/* WHERE */
+
 static void fail(PyConfig *config, PyStatus status) {
     PyConfig_Clear(config);
     Py_ExitStatusException(status);
@@ -203,7 +205,7 @@ def build_launcher(folder: Path, name: str, *, calls_hook: bool) -> Path:
         f"static const char *SEARCH_PATHS[] = {{{', '.join(map(c_string, search))}, NULL}};\n"
     )
     source = folder / f"{name}.c"
-    source.write_text(LAUNCHER_C.replace("#include <stdlib.h>\n", "#include <stdlib.h>\n" + defines))
+    source.write_text(LAUNCHER_C.replace("/* WHERE */", defines))
     binary = folder / name
     build = subprocess.run(
         [gcc, "-o", str(binary), str(source), *cflags, *ldflags],
