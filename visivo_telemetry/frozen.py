@@ -14,6 +14,9 @@ Two rules keep a wrongly wired build from looping or losing a user's command:
   it) and never starts a sender itself; it becomes the sender only when it was started the way
   the host starts one: frozen, argv exactly `[executable]`, the marker a host's pid. A marker
   leaked into a user's command (`visivo run ...`) is dropped and the command runs as usual.
+
+The sender outlives its host, so it is started as an independent instance of the app
+(`INDEPENDENT_INSTANCE`), never as a worker sharing the host's unpacked files.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ import sys
 
 SENDER_ENV = "VISIVO_TELEMETRY_SENDER"
 """Set by the host in the sender's environment only: the pid of the host that started it."""
+
+INDEPENDENT_INSTANCE = {"PYINSTALLER_RESET_ENVIRONMENT": "1"}
+"""PyInstaller 6.9+ lets a process started from `sys.executable` reuse its parent's unpacked
+files, which a onefile app deletes as it exits; the sender outlives its host, so it must unpack
+its own (PyInstaller's documented switch; older versions do so anyway, other freezers ignore it)."""
 
 _hook_called = False
 _marker_seen = False
@@ -37,7 +45,7 @@ def run_sender_if_requested() -> None:
         return
     marker = os.environ.pop(SENDER_ENV)
     _marker_seen = True
-    if is_frozen() and len(sys.argv) == 1 and marker.isdigit():
+    if is_frozen() and len(sys.argv) == 1 and marker.isascii() and marker.isdigit():
         _run_sender_and_exit()
 
 
@@ -46,12 +54,13 @@ def is_frozen() -> bool:
     return bool(getattr(sys, "frozen", False))
 
 
-def sender_marker() -> str | None:
-    """The `SENDER_ENV` value for a sender this frozen process starts; None when it must not
-    start one (its entry point never called the hook, or it was itself started with a marker)."""
-    if not _hook_called or _marker_seen:
+def sender_environment(env: dict[str, str]) -> dict[str, str] | None:
+    """`env` completed for a sender this frozen process starts from its own binary; None when
+    it must not start one (its entry point never called the hook, or it was itself started
+    with a marker)."""
+    if not _hook_called or _marker_seen or not sys.executable:
         return None
-    return str(os.getpid())
+    return {**env, **INDEPENDENT_INSTANCE, SENDER_ENV: str(os.getpid())}
 
 
 def _run_sender_and_exit() -> None:

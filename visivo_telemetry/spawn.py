@@ -148,10 +148,9 @@ def spawn_sender(extra_env: dict[str, str] | None = None) -> int | None:
     if extra_env:
         env.update(extra_env)
     if frozen.is_frozen():
-        marker = frozen.sender_marker()
-        if marker is None or not sys.executable:
+        env = frozen.sender_environment(env)
+        if env is None:
             return None
-        env[frozen.SENDER_ENV] = marker
     argv = sender_argv()
     try:
         if hasattr(os, "posix_spawn"):
