@@ -5,8 +5,10 @@ interpreter but embeds one, so that `sys.executable` is the app. `build_launcher
 a launcher with gcc against the venv's base CPython (`python3-config --embed`): like a
 PyInstaller bootloader it sets `sys.executable` to itself, passes its argv to the app untouched
 (`-c` or `-m` mean nothing to it), ignores PYTHON* variables, sets `sys.frozen = True` and runs
-one entry script as `__main__`. The entry script is a Visivo-like click CLI wired as a host
-wires it (scripts/visivo_cli.py).
+one entry script as `__main__`. Built `onefile`, it also follows PyInstaller's onefile protocol
+(unpack into a fresh folder, run itself as the app's process, delete the folder when that
+exits). The entry script is a Visivo-like click CLI wired as a host wires it
+(scripts/visivo_cli.py).
 
 Every run happens under `SUPERVISE`, a subreaper: whatever the app starts, detached or not,
 becomes its child once the app exits, so "no sender was started" is an observation (no
@@ -245,6 +247,7 @@ def embed_flags() -> tuple[str, list[str], list[str]]:
 
 
 def c_string(text: str) -> str:
+    """`text` as a C string literal (JSON's escapes are valid C for these paths)."""
     return json.dumps(text)
 
 
