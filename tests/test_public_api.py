@@ -10,7 +10,14 @@ from visivo_telemetry import Telemetry
 from visivo_telemetry.integrations import click as click_integration
 from visivo_telemetry.integrations import flask as flask_integration
 
-PACKAGE_NAMES = {"Telemetry", "__version__", "sanitize_args", "sanitize_endpoint", "set_metric"}
+PACKAGE_NAMES = {
+    "Telemetry",
+    "__version__",
+    "run_sender_if_requested",
+    "sanitize_args",
+    "sanitize_endpoint",
+    "set_metric",
+}
 TELEMETRY_MEMBERS = {"command", "request", "notice", "close", "enabled", "decided_by", "debug"}
 
 

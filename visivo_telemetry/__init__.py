@@ -9,5 +9,13 @@ with telemetry.command("run", sys.argv[2:]):
 from ._version import __version__
 from .client import Telemetry, set_metric
 from .sanitize import sanitize_args, sanitize_endpoint
+from .spawn import run_sender_if_requested
 
-__all__ = ["Telemetry", "__version__", "sanitize_args", "sanitize_endpoint", "set_metric"]
+__all__ = [
+    "Telemetry",
+    "__version__",
+    "run_sender_if_requested",
+    "sanitize_args",
+    "sanitize_endpoint",
+    "set_metric",
+]
