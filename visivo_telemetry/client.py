@@ -271,7 +271,9 @@ class Telemetry:
             name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
         )
         for key in sorted(set(metrics or {}) - set(props), key=str)[:10]:
-            self._explain(f"metric {events.safe_name(key)} dropped")
+            owner = events.METRIC_COMMANDS.get(key)
+            why = "" if owner in (None, props["command"]) else f": {owner} only"
+            self._explain(f"metric {events.safe_name(key)} dropped{why}")
         self._record("cli_command", props)
 
     @_never_raises
