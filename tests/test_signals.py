@@ -38,13 +38,18 @@ def start(mode: str, args: list[str], env, cwd) -> subprocess.Popen:
 
 def stop(proc: subprocess.Popen, signum: int) -> tuple[int, str, str]:
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"still running a minute after {signal.Signals(signum).name}")
     return proc.returncode, out, err
 
 
-def interrupted_wait(mode: str, signum: int, env, cwd) -> tuple[int, str, str]:
-    """`visivo wait` (runs until stopped), stopped by `signum` once it says it is ready."""
-    proc = start(mode, ["wait"], env, cwd)
+def interrupted(mode: str, command: str, signum: int, env, cwd) -> tuple[int, str, str]:
+    """`visivo wait` or `visivo query` (run until stopped), stopped by `signum` once ready."""
+    proc = start(mode, [command], env, cwd)
     assert proc.stderr.readline() == "ready\n"
     code, out, err = stop(proc, signum)
     return code, out, "ready\n" + err
@@ -96,19 +101,27 @@ def delivered(env, home, collector, expected: int) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "signum, status, error_type",
-    [(signal.SIGTERM, -signal.SIGTERM, "SIGTERM"), (signal.SIGINT, 1, "KeyboardInterrupt")],
+    "command, signum, status, error_type",
+    [
+        ("wait", signal.SIGTERM, -signal.SIGTERM, "SIGTERM"),
+        ("wait", signal.SIGINT, 1, "KeyboardInterrupt"),
+        ("query", signal.SIGTERM, -signal.SIGTERM, "SIGTERM"),  # the main thread stays in C
+    ],
 )
 def test_a_command_stopped_by_a_signal_is_recorded_and_ends_the_same(
-    env, home, project, collector, signum, status, error_type
+    env, home, project, collector, command, signum, status, error_type
 ):
-    plain = interrupted_wait("plain", signum, env, project)
-    wired = interrupted_wait("wired", signum, env, project)
+    plain = interrupted("plain", command, signum, env, project)
+    wired = interrupted("wired", command, signum, env, project)
 
     assert wired == plain
     assert wired[0] == status, "SIGTERM kills (143 in a shell); Ctrl-C is click's Abort, 1"
     [event] = delivered(env, home, collector, 1)
-    assert (event["command"], event["success"], event["error_type"]) == ("wait", False, error_type)
+    assert (event["command"], event["success"], event["error_type"]) == (
+        command,
+        False,
+        error_type,
+    )
     assert event["duration_ms"] > 0
 
 
