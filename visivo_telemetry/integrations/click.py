@@ -14,6 +14,11 @@ with no arguments. A run that names no command (`visivo --help`, `visivo --versi
 `visivo`, or an error in the group's own options) is recorded as `"help"` with no arguments,
 the name Visivo 2.2.1 gives any run whose first word starts with `-`. Shell completion records
 nothing.
+
+Each command's `parse_args` is wrapped too: once its parameters are parsed (or fail to parse),
+the project named by `project_dir_param` may opt out for this run, and only then is the
+first-run notice shown. A SIGTERM (or SIGINT) ends the run through `..signals`, which records it
+and lets the process die exactly as it would have.
 """
 
 from __future__ import annotations
