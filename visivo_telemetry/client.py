@@ -61,6 +61,10 @@ _current: contextvars.ContextVar[CommandRecorder | None] = contextvars.ContextVa
     "visivo_telemetry_command", default=None
 )
 
+_capture: Any = None
+"""While `visivo_telemetry.testing.capture_events()` runs: where built events go instead of the
+spool, stderr or a sender (`add(event)`, `add_window(key, event, count, duration_ms_total)`)."""
+
 
 def set_metric(name: str, value: Any) -> None:
     """Attach a metric (`job_count`, `object_counts`) to the command being recorded, if any."""
@@ -72,16 +76,24 @@ def set_metric(name: str, value: Any) -> None:
 class CommandRecorder:
     """The `with telemetry.command(...)` block: times it and records one `cli_command`."""
 
-    def __init__(self, telemetry: Telemetry, name: str, args: Iterable[object]) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        name: str,
+        args: Iterable[object],
+        started_at: float | None = None,
+    ) -> None:
         self._telemetry = telemetry
         self.name = name
         self.args = args
         self.metrics: dict[str, Any] = {}
+        self._started_at = _perf_counter_reading(started_at)
         self._started = 0.0
         self._token: contextvars.Token[CommandRecorder | None] | None = None
 
     def __enter__(self) -> CommandRecorder:
-        self._started = time.perf_counter()
+        now = time.perf_counter()
+        self._started = now if self._started_at is None else min(self._started_at, now)
         try:
             self._token = _current.set(self)
         except Exception:
@@ -126,6 +138,17 @@ def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+def _perf_counter_reading(value: object) -> float | None:
+    """A host's `started_at` as a float, or None (the block's own start) when it is not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        reading = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return reading if reading == reading else None
+
+
 def _counts_as_success(exc: BaseException | None) -> bool:
     """`SystemExit(0)` and click's `Exit(0)` end a command normally (click not imported)."""
     if isinstance(exc, SystemExit):
@@ -165,12 +188,16 @@ class Telemetry:
         self._last_spawn = 0.0
         self._paths: config.Paths | None = None
         self._settings: config.Settings | None = None
+        self._project_dir: str | None = None
+        self._command_decision: config.Decision | None = None
         try:
+            if project_dir is not None:
+                self._project_dir = os.path.abspath(os.fspath(project_dir))
             decision = config.decide(project_dir)
             self._paths = config.paths()
             if decision.enabled and self._paths is not None:
                 self._settings = config.settings(None, api_key, host)
-            elif self._paths is not None:
+            elif self._paths is not None and _capture is None:
                 spool.purge(self._paths.db)
         except Exception:
             decision = config.Decision(False, "error")
@@ -178,13 +205,36 @@ class Telemetry:
 
     @property
     def enabled(self) -> bool:
-        """Whether this process records anything at all."""
-        return self._decision.enabled
+        """Whether this process records anything now (off, too, while a command works on a
+        project that opted out)."""
+        return self._decision.enabled and self._command_decision is None
 
     @property
     def decided_by(self) -> str:
         """Which source decided: `env:NAME`, `project`, `global` or `default`."""
-        return self._decision.decided_by
+        return (self._command_decision or self._decision).decided_by
+
+    @_never_raises
+    def _decide_for_project(self, project_dir: str | os.PathLike[str]) -> None:
+        """A command works on `project_dir` (its `--working-dir`), not the folder decided at
+        start: that project's opt-out turns telemetry off until `_end_command_decision`, and
+        the spool is purged as for any "off". It can only turn telemetry off, and the
+        environment and user's file keep their precedence (`config.decide` reads them again).
+        """
+        if not self.enabled or os.path.abspath(os.fspath(project_dir)) == self._project_dir:
+            return
+        decision = config.decide(project_dir)
+        if decision.enabled:
+            return
+        self._command_decision = decision
+        if self._paths is not None and _capture is None:
+            self.close()
+            with _SPOOL_LOCK:
+                spool.purge(self._paths.db)
+
+    def _end_command_decision(self) -> None:
+        """The command that worked on another project has ended."""
+        self._command_decision = None
 
     @property
     def debug(self) -> bool:
@@ -193,8 +243,9 @@ class Telemetry:
 
     @property
     def _sends(self) -> bool:
-        """Whether this process spools events and starts senders (on, not debug, has a key)."""
-        return self._has_key and not self.debug
+        """Whether this process spools events and starts senders (on, not debug, has a key,
+        not capturing)."""
+        return self._has_key and not self.debug and _capture is None
 
     @property
     def _has_key(self) -> bool:
@@ -203,7 +254,7 @@ class Telemetry:
 
     def notice(self) -> str | None:
         """The first-run notice to print to stderr, once per machine; None when not to show."""
-        if not self._has_key:
+        if not self._has_key or _capture is not None:
             return None
         try:
             from .notice import first_run_notice
@@ -212,13 +263,17 @@ class Telemetry:
         except Exception:
             return None
 
-    def command(self, name: str, args: Iterable[object] = ()) -> CommandRecorder:
+    def command(
+        self, name: str, args: Iterable[object] = (), *, started_at: float | None = None
+    ) -> CommandRecorder:
         """A context manager recording one `cli_command` when the block ends.
 
         `name` comes from the CLI's own command table, never from raw argv; `args` (the argv
-        after it) are sanitized when the block ends.
+        after it) are sanitized when the block ends. `duration_ms` is measured from
+        `started_at`, a `time.perf_counter()` reading the host took earlier (at the import of
+        its CLI module, say), else from the start of the block.
         """
-        return CommandRecorder(self, name, args)
+        return CommandRecorder(self, name, args, started_at)
 
     @_never_raises
     def request(
@@ -257,7 +312,9 @@ class Telemetry:
             name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
         )
         for key in sorted(set(metrics or {}) - set(props), key=str)[:10]:
-            self._explain(f"metric {events.safe_name(key)} dropped")
+            owner = events.METRIC_COMMANDS.get(key)
+            why = "" if owner in (None, props["command"]) else f": {owner} only"
+            self._explain(f"metric {events.safe_name(key)} dropped{why}")
         self._record("cli_command", props)
 
     @_never_raises
@@ -289,12 +346,16 @@ class Telemetry:
             except events.NotRecorded as refused:
                 self._explain(f"api_request not recorded: {refused}")
                 continue
-            if self.debug:
-                self._write_stderr(events.dumps(event.wire()))
-                continue
             key = " ".join(
                 (events.session_id(), f"{start:.6f}", props["method"], str(status), endpoint)
             )
+            if _capture is not None:
+                if self._has_key:
+                    _capture.add_window(key, event, count, total_ms)
+                continue
+            if self.debug:
+                self._write_stderr(events.dumps(event.wire()))
+                continue
             closes = start + window_s + WINDOW_GRACE_S if sendable_at is None else sendable_at
             created = events.iso_utc(first_at)
             windows.append(
@@ -342,6 +403,10 @@ class Telemetry:
             event = events.build(name, self._version, props)
         except events.NotRecorded as refused:
             self._explain(f"{name} not recorded: {refused}")
+            return
+        if _capture is not None:
+            if self._has_key:
+                _capture.add(event)
             return
         if self.debug:
             self._write_stderr(events.dumps(event.wire()))

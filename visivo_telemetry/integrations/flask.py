@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 
+from .. import client, signals
 from ..client import WINDOW_S, Telemetry
 from ..sanitize import sanitize_endpoint
 from ..schema import is_clean_segment
@@ -92,12 +92,25 @@ class FlaskTelemetry:
 
     def submit(self, item: tuple[Any, ...]) -> None:
         """Called in the request thread: hand the request to the writer, never block."""
+        if client._capture is not None:
+            self._count_while_capturing(item)
+            return
         if self._pid != os.getpid():
             self._start()
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             pass
+
+    def _count_while_capturing(self, item: tuple[Any, ...]) -> None:
+        """Under `testing.capture_events()`: count and flush at once, in the request thread,
+        so the request is in the captured list when the response has been returned."""
+        counts: dict[tuple[str, str, int, float], list[float]] = {}
+        try:
+            self._count(counts, *item)
+        except Exception:
+            return
+        self._flush(counts)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -245,21 +258,14 @@ def _remember_rule(_error: BaseException | None = None) -> None:
 
 
 def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
-    """Spool the queue before a default SIGTERM ends the process; the exit stays the same."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
+    """Spool the queue before a default SIGTERM ends the process; the exit stays the same
+    (`signals` installs the one handler, shared with the click integration's runs)."""
 
-    def on_sigterm(signum: int, _frame: Any) -> None:
-        writer.drain()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+    def on_sigterm(_signum: int, fatal: bool) -> None:
+        if fatal:
+            writer.drain()
 
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except (ValueError, OSError):
-        pass
+    signals.register(on_sigterm, signals.TERMINATE)
 
 
 def instrument(
