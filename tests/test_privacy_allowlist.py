@@ -32,11 +32,11 @@ from privacy_support import (
 from visivo_telemetry import Telemetry, events, schema
 
 
-def _cli(**metrics):
+def _cli(command="run", **metrics):
     return events.build(
         "cli_command",
         "1.4.0",
-        events.cli_command_properties("run", ["--threads", "<value>"], 5.0, None, metrics),
+        events.cli_command_properties(command, ["--threads", "<value>"], 5.0, None, metrics),
     )
 
 
@@ -47,9 +47,10 @@ def test_a_cli_command_carries_exactly_the_documented_keys():
 
 
 def test_optional_metrics_are_the_only_additions():
-    event = _cli(job_count=3, object_counts={"charts": 2})
+    run = _cli("run", job_count=3)
+    compiled = _cli("compile", object_counts={"charts": 2})
 
-    keys = set(json.loads(event.properties_json))
+    keys = set(json.loads(run.properties_json)) | set(json.loads(compiled.properties_json))
     assert keys == DOCUMENTED_CLI_KEYS | DOCUMENTED_CLI_OPTIONAL_KEYS
 
 

@@ -3,6 +3,9 @@ and counts. Property tests over the whole class, through the real builder and th
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,8 +22,13 @@ _NOT_IDENTIFIERS = st.one_of(
 )
 
 
-def _props(error_type=None, metrics=None):
-    return cli_command_properties("run", [], 1.0, error_type, metrics or {})
+def _props(error_type=None, metrics=None, command="run"):
+    return cli_command_properties(command, [], 1.0, error_type, metrics or {})
+
+
+def _counts(counts):
+    """`object_counts` on `compile`, the one command that carries it."""
+    return _props(metrics={"object_counts": counts}, command="compile")
 
 
 @given(_NOT_IDENTIFIERS)
@@ -60,20 +68,18 @@ _GOOD_COUNTS = st.integers(0, schema.MAX_COUNT)
 
 @given(st.dictionaries(_GOOD_KEYS, _GOOD_COUNTS, max_size=10), _BAD_KEYS, _GOOD_COUNTS)
 def test_object_counts_with_a_free_text_key_are_dropped(good, key, count):
-    props = _props(metrics={"object_counts": {**good, key: count}})
-    assert "object_counts" not in props
+    assert "object_counts" not in _counts({**good, key: count})
 
 
 @given(st.dictionaries(_GOOD_KEYS, _GOOD_COUNTS, max_size=10), _GOOD_KEYS, _BAD_COUNTS)
 def test_object_counts_with_an_unbounded_count_are_dropped(good, key, count):
-    props = _props(metrics={"object_counts": {**good, key: count}})
-    assert "object_counts" not in props
+    assert "object_counts" not in _counts({**good, key: count})
 
 
 @given(st.dictionaries(_GOOD_KEYS, _GOOD_COUNTS, max_size=10), _GOOD_COUNTS)
 def test_bounded_metrics_are_kept(counts, jobs):
-    props = _props(metrics={"object_counts": counts, "job_count": jobs})
-    assert props["object_counts"] == counts and props["job_count"] == jobs
+    assert _counts(counts)["object_counts"] == counts
+    assert _props(metrics={"job_count": jobs})["job_count"] == jobs
 
 
 @given(_BAD_COUNTS)
@@ -91,8 +97,46 @@ def test_debug_mode_says_which_metric_was_dropped(home, project, monkeypatch, ca
     )
     lines = capsys.readouterr().err.splitlines()
     assert lines[:2] == [
-        "visivo-telemetry: metric job_count dropped",
+        "visivo-telemetry: metric job_count dropped: run only",
         "visivo-telemetry: metric object_counts dropped",
     ]
     assert "Sales Dashboard" not in "\n".join(lines)
     assert len(lines) == 3  # and the event itself, without the metrics
+
+
+@pytest.mark.parametrize(
+    "command, metrics, kept",
+    [
+        ("run", {"job_count": 12, "object_counts": {"charts": 4}}, {"job_count": 12}),
+        (
+            "compile",
+            {"job_count": 12, "object_counts": {"charts": 4}},
+            {"object_counts": {"charts": 4}},
+        ),
+        ("serve", {"job_count": 12, "object_counts": {"charts": 4}}, {}),
+        ("dbt run", {"job_count": 12}, {}),
+    ],
+)
+def test_each_metric_is_sent_only_with_the_command_the_notice_names(command, metrics, kept):
+    props = _props(metrics=metrics, command=command)
+    assert {k: props[k] for k in ("job_count", "object_counts") if k in props} == kept
+
+
+def test_the_notice_names_the_command_that_carries_each_metric():
+    for metric, command in events.METRIC_COMMANDS.items():
+        assert f"(`{command}` only)" in schema.EVENT_FIELDS["cli_command"][metric].meaning
+
+
+def test_debug_mode_names_a_metric_set_on_the_wrong_command(home, project, monkeypatch, capsys):
+    """Visivo's `run` compiles first, so it sets `object_counts` too: dropped, and said."""
+    monkeypatch.setenv("VISIVO_TELEMETRY_DEBUG", "1")
+    from visivo_telemetry import Telemetry, set_metric
+
+    telemetry = Telemetry("2.2.1", project_dir=project, api_key="phc_test_key")
+    with telemetry.command("run"):
+        set_metric("object_counts", {"charts": 4})
+        set_metric("job_count", 12)
+    first, event = capsys.readouterr().err.splitlines()
+    assert first == "visivo-telemetry: metric object_counts dropped: compile only"
+    props = json.loads(event)["properties"]
+    assert props["job_count"] == 12 and "object_counts" not in props

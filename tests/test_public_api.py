@@ -5,6 +5,8 @@ Adding a public name is a decision to document it in the README; these tests mak
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import visivo_telemetry
 from visivo_telemetry import Telemetry
 from visivo_telemetry.integrations import click as click_integration
@@ -47,3 +49,10 @@ def test_the_version_is_the_distribution_version():
     from importlib.metadata import version
 
     assert visivo_telemetry.__version__ == version("visivo-telemetry")
+
+
+def test_the_test_helper_module_exports_one_documented_name():
+    from visivo_telemetry import testing
+
+    assert testing.__all__ == ["capture_events"]
+    assert "visivo_telemetry.testing import capture_events" in (ROOT / "README.md").read_text()

@@ -61,6 +61,10 @@ _current: contextvars.ContextVar[CommandRecorder | None] = contextvars.ContextVa
     "visivo_telemetry_command", default=None
 )
 
+_capture: Any = None
+"""While `visivo_telemetry.testing.capture_events()` runs: where built events go instead of the
+spool, stderr or a sender (`add(event)`, `add_window(key, event, count, duration_ms_total)`)."""
+
 
 def set_metric(name: str, value: Any) -> None:
     """Attach a metric (`job_count`, `object_counts`) to the command being recorded, if any."""
@@ -72,16 +76,24 @@ def set_metric(name: str, value: Any) -> None:
 class CommandRecorder:
     """The `with telemetry.command(...)` block: times it and records one `cli_command`."""
 
-    def __init__(self, telemetry: Telemetry, name: str, args: Iterable[object]) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        name: str,
+        args: Iterable[object],
+        started_at: float | None = None,
+    ) -> None:
         self._telemetry = telemetry
         self.name = name
         self.args = args
         self.metrics: dict[str, Any] = {}
+        self._started_at = _perf_counter_reading(started_at)
         self._started = 0.0
         self._token: contextvars.Token[CommandRecorder | None] | None = None
 
     def __enter__(self) -> CommandRecorder:
-        self._started = time.perf_counter()
+        now = time.perf_counter()
+        self._started = now if self._started_at is None else min(self._started_at, now)
         try:
             self._token = _current.set(self)
         except Exception:
@@ -124,6 +136,17 @@ def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
     guarded.__qualname__ = method.__qualname__
     guarded.__doc__ = method.__doc__
     return guarded
+
+
+def _perf_counter_reading(value: object) -> float | None:
+    """A host's `started_at` as a float, or None (the block's own start) when it is not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        reading = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return reading if reading == reading else None
 
 
 def _counts_as_success(exc: BaseException | None) -> bool:
@@ -170,7 +193,7 @@ class Telemetry:
             self._paths = config.paths()
             if decision.enabled and self._paths is not None:
                 self._settings = config.settings(None, api_key, host)
-            elif self._paths is not None:
+            elif self._paths is not None and _capture is None:
                 spool.purge(self._paths.db)
         except Exception:
             decision = config.Decision(False, "error")
@@ -193,8 +216,9 @@ class Telemetry:
 
     @property
     def _sends(self) -> bool:
-        """Whether this process spools events and starts senders (on, not debug, has a key)."""
-        return self._has_key and not self.debug
+        """Whether this process spools events and starts senders (on, not debug, has a key,
+        not capturing)."""
+        return self._has_key and not self.debug and _capture is None
 
     @property
     def _has_key(self) -> bool:
@@ -203,7 +227,7 @@ class Telemetry:
 
     def notice(self) -> str | None:
         """The first-run notice to print to stderr, once per machine; None when not to show."""
-        if not self._has_key:
+        if not self._has_key or _capture is not None:
             return None
         try:
             from .notice import first_run_notice
@@ -212,13 +236,17 @@ class Telemetry:
         except Exception:
             return None
 
-    def command(self, name: str, args: Iterable[object] = ()) -> CommandRecorder:
+    def command(
+        self, name: str, args: Iterable[object] = (), *, started_at: float | None = None
+    ) -> CommandRecorder:
         """A context manager recording one `cli_command` when the block ends.
 
         `name` comes from the CLI's own command table, never from raw argv; `args` (the argv
-        after it) are sanitized when the block ends.
+        after it) are sanitized when the block ends. `duration_ms` is measured from
+        `started_at`, a `time.perf_counter()` reading the host took earlier (at the import of
+        its CLI module, say), else from the start of the block.
         """
-        return CommandRecorder(self, name, args)
+        return CommandRecorder(self, name, args, started_at)
 
     @_never_raises
     def request(self, method: str, path: str, status_code: int, duration_ms: float) -> None:
@@ -243,7 +271,9 @@ class Telemetry:
             name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
         )
         for key in sorted(set(metrics or {}) - set(props), key=str)[:10]:
-            self._explain(f"metric {events.safe_name(key)} dropped")
+            owner = events.METRIC_COMMANDS.get(key)
+            why = "" if owner in (None, props["command"]) else f": {owner} only"
+            self._explain(f"metric {events.safe_name(key)} dropped{why}")
         self._record("cli_command", props)
 
     @_never_raises
@@ -275,12 +305,16 @@ class Telemetry:
             except events.NotRecorded as refused:
                 self._explain(f"api_request not recorded: {refused}")
                 continue
-            if self.debug:
-                self._write_stderr(events.dumps(event.wire()))
-                continue
             key = " ".join(
                 (events.session_id(), f"{start:.6f}", props["method"], str(status), endpoint)
             )
+            if _capture is not None:
+                if self._has_key:
+                    _capture.add_window(key, event, count, total_ms)
+                continue
+            if self.debug:
+                self._write_stderr(events.dumps(event.wire()))
+                continue
             closes = start + window_s + WINDOW_GRACE_S if sendable_at is None else sendable_at
             created = events.iso_utc(first_at)
             windows.append(
@@ -328,6 +362,10 @@ class Telemetry:
             event = events.build(name, self._version, props)
         except events.NotRecorded as refused:
             self._explain(f"{name} not recorded: {refused}")
+            return
+        if _capture is not None:
+            if self._has_key:
+                _capture.add(event)
             return
         if self.debug:
             self._write_stderr(events.dumps(event.wire()))

@@ -390,6 +390,11 @@ def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event:
     return Event(new_uuid7(now), event, iso_utc(now), encoded)
 
 
+METRIC_COMMANDS = {"job_count": "run", "object_counts": "compile"}
+"""The one command that carries each metric, as the privacy notice says. Visivo's `run` compiles
+first, so it sets `object_counts` too; that one is dropped, never sent with `run`."""
+
+
 def safe_name(key: object) -> str:
     """A metric's name for a debug line: itself when it is a known metric, else `<other>`."""
     return key if key in ("job_count", "object_counts") else "<other>"
@@ -411,7 +416,8 @@ def cli_command_properties(
     error_type: str | None,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """`cli_command` properties; metrics outside the allowlist, or ill-typed, are left out."""
+    """`cli_command` properties; a metric outside the allowlist, ill-typed, or set on another
+    command than the one the notice names for it (`METRIC_COMMANDS`) is left out."""
     props: dict[str, Any] = {
         "command": _clean(command, schema.COMMAND_CHARS, schema.MAX_TEXT),
         "command_args": command_args,
@@ -419,8 +425,8 @@ def cli_command_properties(
         "success": error_type is None,
         "error_type": None if error_type is None else _error_type(error_type),
     }
-    for key in ("job_count", "object_counts"):
-        if key in metrics and schema.check_property(key, metrics[key]):
+    for key, owner in METRIC_COMMANDS.items():
+        if key in metrics and command == owner and schema.check_property(key, metrics[key]):
             props[key] = metrics[key]
     return props
 

@@ -38,11 +38,33 @@ _WRAPPED = "_visivo_telemetry_instrumented"
 _FORWARDS_EXCEPTIONS = hasattr(click.Context, "_close_with_exception_info")
 
 
+class _Wiring:
+    """What `instrument` was given, shared by every group and command it wraps."""
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        show_notice: bool,
+        project_dir_param: str | None,
+        started_at: float | None,
+    ) -> None:
+        self.telemetry = telemetry
+        self.show_notice = show_notice
+        self.project_dir_param = project_dir_param
+        self._started_at = started_at
+
+    def take_started_at(self) -> float | None:
+        """The host's start reading, for the first run only: a process that runs its CLI
+        again (a test suite's `CliRunner`) measures each later run from its own start."""
+        started_at, self._started_at = self._started_at, None
+        return started_at
+
+
 class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
-        self.recorder = telemetry.command(BARE, ())
+    def __init__(self, wiring: _Wiring) -> None:
+        self.recorder = wiring.telemetry.command(BARE, (), started_at=wiring.take_started_at())
         self.path: list[str] = []
         self.done = False
         self.noticed = False
@@ -196,18 +218,18 @@ def mask_undeclared_flags(args: list[str], spec: _Spec) -> list[object]:
     return _Walk(args, spec).run()
 
 
-def _run_of(ctx: click.Context, telemetry: Telemetry, show_notice: bool) -> _Run:
+def _run_of(ctx: click.Context, wiring: _Wiring, show_notice: bool) -> _Run:
     root = ctx.find_root()
     run = root.meta.get(_RUN_KEY)
     if run is None:
-        run = root.meta[_RUN_KEY] = root.with_resource(_Run(telemetry))
+        run = root.meta[_RUN_KEY] = root.with_resource(_Run(wiring))
     if show_notice and not run.noticed:
         run.noticed = True
-        _print_notice(telemetry)
+        _print_notice(wiring.telemetry)
     return run
 
 
-def _wrap_parse(group: click.Group, telemetry: Telemetry) -> None:
+def _wrap_parse(group: click.Group, wiring: _Wiring) -> None:
     """Start the run before the root group parses: `--help`/`--version` end inside parsing,
     on a context click never closes, so such a run is recorded (as `help`) right here."""
     original: Callable[..., Any] = group.parse_args
@@ -216,7 +238,7 @@ def _wrap_parse(group: click.Group, telemetry: Telemetry) -> None:
         if ctx.parent is not None or ctx.resilient_parsing:
             return original(ctx, args)
         try:
-            run: _Run | None = _run_of(ctx, telemetry, show_notice=False)
+            run: _Run | None = _run_of(ctx, wiring, show_notice=False)
         except Exception:
             run = None
         try:
@@ -239,7 +261,7 @@ def _print_notice(telemetry: Telemetry) -> None:
             pass
 
 
-def _wrap(group: click.Group, telemetry: Telemetry, show_notice: bool) -> None:
+def _wrap(group: click.Group, wiring: _Wiring) -> None:
     if getattr(group, _WRAPPED, False):
         return
     original: Callable[..., Any] = group.resolve_command
@@ -259,26 +281,40 @@ def _wrap(group: click.Group, telemetry: Telemetry, show_notice: bool) -> None:
 
     def _note(ctx: click.Context, command: click.Command | None, rest: list[str]) -> None:
         try:
-            run = _run_of(ctx, telemetry, show_notice)
+            run = _run_of(ctx, wiring, wiring.show_notice)
             if command is None or not command.name:
                 run.resolved(UNKNOWN, [])
                 return
             if isinstance(command, click.Group):
-                _wrap(command, telemetry, show_notice)
+                _wrap(command, wiring)
             run.resolved(command.name, mask_undeclared_flags(rest, _Spec(command, ctx)))
         except Exception:
             pass
 
     group.resolve_command = resolve_command  # type: ignore[method-assign]
-    _wrap_parse(group, telemetry)
+    _wrap_parse(group, wiring)
     setattr(group, _WRAPPED, True)
 
 
-def instrument(group: click.Group, telemetry: Telemetry, *, show_notice: bool = True) -> None:
-    """Record each command run through `group`; show the first-run notice if `show_notice`."""
-    if not telemetry.enabled:
-        return
-    _wrap(group, telemetry, show_notice)
+def instrument(
+    group: click.Group,
+    telemetry: Telemetry,
+    *,
+    show_notice: bool = True,
+    started_at: float | None = None,
+) -> None:
+    """Record each command run through `group`; show the first-run notice if `show_notice`.
+
+    `started_at` (a `time.perf_counter()` reading, e.g. taken at the import of the CLI module)
+    is where the process's first run measures its `duration_ms` from; by default, and for
+    every later run, each run measures from the moment click starts parsing it.
+    """
+    if telemetry.enabled:
+        _wrap_all(group, _Wiring(telemetry, show_notice, None, started_at))
+
+
+def _wrap_all(group: click.Group, wiring: _Wiring) -> None:
+    _wrap(group, wiring)
     for command in list(group.commands.values()):
         if isinstance(command, click.Group):
-            instrument(command, telemetry, show_notice=show_notice)
+            _wrap_all(command, wiring)

@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 
+from .. import client
 from ..client import WINDOW_S, Telemetry
 from ..sanitize import sanitize_endpoint
 
@@ -87,12 +88,25 @@ class FlaskTelemetry:
 
     def submit(self, item: tuple[Any, ...]) -> None:
         """Called in the request thread: hand the request to the writer, never block."""
+        if client._capture is not None:
+            self._count_while_capturing(item)
+            return
         if self._pid != os.getpid():
             self._start()
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             pass
+
+    def _count_while_capturing(self, item: tuple[Any, ...]) -> None:
+        """Under `testing.capture_events()`: count and flush at once, in the request thread,
+        so the request is in the captured list when the response has been returned."""
+        counts: dict[tuple[str, str, int, float], list[float]] = {}
+        try:
+            self._count(counts, *item)
+        except Exception:
+            return
+        self._flush(counts)
 
     def _start(self) -> None:
         with self._start_lock:
