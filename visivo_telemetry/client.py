@@ -188,7 +188,11 @@ class Telemetry:
         self._last_spawn = 0.0
         self._paths: config.Paths | None = None
         self._settings: config.Settings | None = None
+        self._project_dir: str | None = None
+        self._command_decision: config.Decision | None = None
         try:
+            if project_dir is not None:
+                self._project_dir = os.path.abspath(os.fspath(project_dir))
             decision = config.decide(project_dir)
             self._paths = config.paths()
             if decision.enabled and self._paths is not None:
@@ -202,12 +206,34 @@ class Telemetry:
     @property
     def enabled(self) -> bool:
         """Whether this process records anything at all."""
-        return self._decision.enabled
+        return self._decision.enabled and self._command_decision is None
 
     @property
     def decided_by(self) -> str:
         """Which source decided: `env:NAME`, `project`, `global` or `default`."""
-        return self._decision.decided_by
+        return (self._command_decision or self._decision).decided_by
+
+    @_never_raises
+    def _decide_for_project(self, project_dir: str | os.PathLike[str]) -> None:
+        """A command works on `project_dir` (its `--working-dir`), not the folder decided at
+        start: that project's opt-out turns telemetry off until `_end_command_decision`, and
+        the spool is purged as for any "off". It can only turn telemetry off, and the
+        environment and user's file keep their precedence (`config.decide` reads them again).
+        """
+        if not self.enabled or os.path.abspath(os.fspath(project_dir)) == self._project_dir:
+            return
+        decision = config.decide(project_dir)
+        if decision.enabled:
+            return
+        self._command_decision = decision
+        if self._paths is not None and _capture is None:
+            self.close()
+            with _SPOOL_LOCK:
+                spool.purge(self._paths.db)
+
+    def _end_command_decision(self) -> None:
+        """The command that worked on another project has ended."""
+        self._command_decision = None
 
     @property
     def debug(self) -> bool:

@@ -18,6 +18,7 @@ nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -35,6 +36,7 @@ BARE = "help"
 MASKED = "<value>"
 _RUN_KEY = "visivo_telemetry.run"
 _WRAPPED = "_visivo_telemetry_instrumented"
+_PARSE_WRAPPED = "_visivo_telemetry_parse_instrumented"
 _FORWARDS_EXCEPTIONS = hasattr(click.Context, "_close_with_exception_info")
 
 
@@ -64,6 +66,7 @@ class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
     def __init__(self, wiring: _Wiring) -> None:
+        self.telemetry = wiring.telemetry
         self.recorder = wiring.telemetry.command(BARE, (), started_at=wiring.take_started_at())
         self.path: list[str] = []
         self.done = False
@@ -84,7 +87,10 @@ class _Run:
         self.done = True
         if exc_type is None and not _FORWARDS_EXCEPTIONS:
             exc_type, exc, traceback = sys.exc_info()
-        self.recorder.__exit__(exc_type, exc, traceback)
+        try:
+            self.recorder.__exit__(exc_type, exc, traceback)
+        finally:
+            self.telemetry._end_command_decision()
         return False
 
     def resolved(self, name: str, args: list[object]) -> None:
@@ -223,32 +229,102 @@ def _run_of(ctx: click.Context, wiring: _Wiring, show_notice: bool) -> _Run:
     run = root.meta.get(_RUN_KEY)
     if run is None:
         run = root.meta[_RUN_KEY] = root.with_resource(_Run(wiring))
-    if show_notice and not run.noticed:
-        run.noticed = True
-        _print_notice(wiring.telemetry)
+    if show_notice:
+        _notice_once(run, wiring)
     return run
 
 
-def _wrap_parse(group: click.Group, wiring: _Wiring) -> None:
-    """Start the run before the root group parses: `--help`/`--version` end inside parsing,
-    on a context click never closes, so such a run is recorded (as `help`) right here."""
-    original: Callable[..., Any] = group.parse_args
+def _notice_once(run: _Run, wiring: _Wiring) -> None:
+    """The first-run notice, when the command is known and its project has not opted out."""
+    if wiring.show_notice and not run.noticed:
+        run.noticed = True
+        _print_notice(wiring.telemetry)
+
+
+def _wrap_parse(command: click.Command, wiring: _Wiring) -> None:
+    """Once a command's parameters are parsed, read the project it works on and show the
+    notice. The root group's run starts before it parses: `--help`/`--version` end inside
+    parsing, on a context click never closes, so such a run is recorded (as `help`) here."""
+    if getattr(command, _PARSE_WRAPPED, False):
+        return
+    original: Callable[..., Any] = command.parse_args
+    is_group = isinstance(command, click.Group)
 
     def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
-        if ctx.parent is not None or ctx.resilient_parsing:
+        if ctx.resilient_parsing:
             return original(ctx, args)
+        run: _Run | None = None
+        if is_group and ctx.parent is None:
+            try:
+                run = _run_of(ctx, wiring, show_notice=False)
+            except Exception:
+                run = None
+        given = list(args)  # click's parser consumes the list it is given
         try:
-            run: _Run | None = _run_of(ctx, wiring, show_notice=False)
-        except Exception:
-            run = None
-        try:
-            return original(ctx, args)
+            rest = original(ctx, args)
         except BaseException:
+            _parsed(ctx, command, given, wiring, failed=True)
             if run is not None:
                 run.__exit__(*sys.exc_info())
             raise
+        _parsed(ctx, command, given, wiring, failed=False)
+        return rest
 
-    group.parse_args = parse_args  # type: ignore[method-assign]
+    command.parse_args = parse_args  # type: ignore[method-assign]
+    setattr(command, _PARSE_WRAPPED, True)
+
+
+def _parsed(
+    ctx: click.Context, command: click.Command, args: list[str], wiring: _Wiring, failed: bool
+) -> None:
+    """After a command of a run parsed its parameters (or failed to): the project it names
+    may opt out; then the notice, once the command about to run is known."""
+    try:
+        run = ctx.find_root().meta.get(_RUN_KEY)
+        if run is None:
+            return
+        if wiring.project_dir_param:
+            project_dir = _project_dir(ctx, command, args, wiring.project_dir_param, failed)
+            if project_dir is not None:
+                wiring.telemetry._decide_for_project(project_dir)
+        leaf = failed or not isinstance(command, click.Group)
+        if ctx.parent is not None and leaf:
+            _notice_once(run, wiring)
+    except Exception:
+        pass
+
+
+def _project_dir(
+    ctx: click.Context, command: click.Command, args: list[str], name: str, failed: bool
+) -> Any:
+    """The value of the parameter `name`: parsed, or read from argv when parsing failed (a
+    usage error, `--help`) before click got to it."""
+    value = ctx.params.get(name)
+    if value is None and failed:
+        value = _raw_option_value(command, ctx, args, name)
+    return value if isinstance(value, (str, os.PathLike)) else None
+
+
+def _raw_option_value(
+    command: click.Command, ctx: click.Context, args: list[str], name: str
+) -> str | None:
+    """The last value given to option `name` in argv (`-w d`, `--working-dir=d`, `-wd`)."""
+    options = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    opts = next((o.opts for o in options if o.name == name and not o.is_flag), None)
+    if not opts:
+        return None
+    found = None
+    for index, token in enumerate(args):
+        if token == "--":
+            break
+        for opt in opts:
+            if token == opt and index + 1 < len(args):
+                found = args[index + 1]
+            elif opt.startswith("--") and token.startswith(opt + "="):
+                found = token[len(opt) + 1 :]
+            elif len(opt) == 2 and token.startswith(opt) and len(token) > 2:
+                found = token[2:]
+    return found
 
 
 def _print_notice(telemetry: Telemetry) -> None:
@@ -281,12 +357,15 @@ def _wrap(group: click.Group, wiring: _Wiring) -> None:
 
     def _note(ctx: click.Context, command: click.Command | None, rest: list[str]) -> None:
         try:
-            run = _run_of(ctx, wiring, wiring.show_notice)
+            run = _run_of(ctx, wiring, show_notice=False)
             if command is None or not command.name:
                 run.resolved(UNKNOWN, [])
+                _notice_once(run, wiring)
                 return
             if isinstance(command, click.Group):
                 _wrap(command, wiring)
+            else:
+                _wrap_parse(command, wiring)
             run.resolved(command.name, mask_undeclared_flags(rest, _Spec(command, ctx)))
         except Exception:
             pass
@@ -301,16 +380,20 @@ def instrument(
     telemetry: Telemetry,
     *,
     show_notice: bool = True,
+    project_dir_param: str | None = None,
     started_at: float | None = None,
 ) -> None:
     """Record each command run through `group`; show the first-run notice if `show_notice`.
 
+    `project_dir_param` names the parameter holding the project a command works on (Visivo's
+    `working_dir`, from `-w/--working-dir`): once the command's parameters are parsed, an
+    opt-out in that project's `project.visivo.yml` wins, and the run writes nothing at all.
     `started_at` (a `time.perf_counter()` reading, e.g. taken at the import of the CLI module)
     is where the process's first run measures its `duration_ms` from; by default, and for
     every later run, each run measures from the moment click starts parsing it.
     """
     if telemetry.enabled:
-        _wrap_all(group, _Wiring(telemetry, show_notice, None, started_at))
+        _wrap_all(group, _Wiring(telemetry, show_notice, project_dir_param, started_at))
 
 
 def _wrap_all(group: click.Group, wiring: _Wiring) -> None:
