@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import urllib.error
@@ -86,10 +87,17 @@ class Real:
         )
 
     def ours(self, scenario: str, args: list[str], cwd: Path | None = None) -> vs.Ran:
+        self.reset_project()
         return vs.run_visivo(self.venv, args, self.env(scenario), cwd or self.project)
 
     def theirs(self, args: list[str], cwd: Path | None = None) -> vs.Ran:
+        self.reset_project()
         return vs.run_visivo(self.venv, args, self.baseline_env(), cwd or self.project)
+
+    def reset_project(self) -> None:
+        """The project as first written: a run's output depends on what earlier runs built."""
+        shutil.rmtree(self.project)
+        shutil.copytree(self.root / "pristine", self.project)
 
     def received(self, scenario: str) -> list[dict]:
         """The scenario's events at the receiver, once every sender of its HOME has exited."""
@@ -117,13 +125,15 @@ def real(venv: vs.Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     audit = vs.write_audit_hook(root / "audit")
     overlay = vs.patched_visivo(venv, root / "overlay", vs.guide_blocks())
     broken = vs.PROJECT_YAML.replace("${ref(acme-region-chart)}", "${ref(acme-missing-chart)}")
+    pristine = vs.make_project(root / "pristine")
+    (pristine / "acme.env").write_text(f"ACME_WAREHOUSE_PASSWORD={SECRET}\n")
     with Collector(root / "received.db") as collector:
         yield Real(
             venv=venv,
             root=root,
             pythonpath=vs.python_path(audit, overlay, vs.ROOT),
             collector=collector,
-            project=vs.make_project(root / "acme-project"),
+            project=vs.make_directory(root / "acme-project"),
             broken=vs.make_project(root / "acme-broken", broken),
             optout=vs.make_project(
                 root / "acme-opted-out",
@@ -147,7 +157,6 @@ CLI_RUNS = {
 @pytest.fixture(scope="session")
 def cli(real: Real) -> dict[str, tuple[vs.Ran, vs.Ran]]:
     """Each command run by Visivo 2.2.1 unmodified (telemetry off), then with the guide."""
-    (real.project / "acme.env").write_text(f"ACME_WAREHOUSE_PASSWORD={SECRET}\n")
     runs = {}
     for name, template in CLI_RUNS.items():
         args = [a.format(project=real.project, broken=real.broken) for a in template]
@@ -266,6 +275,7 @@ def test_telemetry_off_silences_the_machine_and_status_says_so(real: Real) -> No
     before = real.ours("off", ["telemetry", "status"])
     assert before.code == 0
     assert "Telemetry is on: enabled by default." in before.stdout
+    assert [e["properties"]["command"] for e in real.received("off")] == ["telemetry status"]
     off = real.ours("off", ["telemetry", "off"])
     assert off.code == 0
     assert "Telemetry is off for this machine" in off.stdout
@@ -318,6 +328,7 @@ def http(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, 
 @pytest.fixture(scope="session")
 def served(real: Real) -> Served:
     """Real requests to a real FlaskApp; SIGTERM ends it, as a service manager would."""
+    real.reset_project()
     server = subprocess.Popen(
         [str(real.venv.python), "-c", SERVER],
         cwd=real.project,
@@ -356,8 +367,8 @@ def test_the_api_server_counts_its_routes_never_their_names(served: Served) -> N
     }
     assert seen[("GET", "/api/project/", 200)] == 1
     assert seen[("GET", "/api/dashboards/{dashboard_name}/", 200)] == 3
-    [(missing, count)] = [(k, v) for k, v in seen.items() if k[2] == 404]
-    assert count == 1 and "acme" not in missing[1]
+    # Visivo's viewer answers any other GET (`/<path:path>`): its route, never the words typed
+    assert seen[("GET", "/{path}", 200)] == 1
     assert len(seen) == 3, seen
     for event in served.events:
         assert event["event"] == "api_request"
