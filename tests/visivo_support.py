@@ -16,7 +16,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
