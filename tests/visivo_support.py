@@ -68,7 +68,7 @@ def interpreter() -> Path | None:
     """A Python 3.13 or 3.12 to make the venv with: $VISIVO_TEST_PYTHON, pyenv's, or PATH's."""
     named = os.environ.get("VISIVO_TEST_PYTHON")
     if named:
-        return Path(named)
+        return Path(named) if os.access(named, os.X_OK) else None
     for minor in ("3.13", "3.12"):
         versions = sorted(PYENV.glob(f"{minor}.*/bin/python"), key=_patch_level, reverse=True)
         on_path = shutil.which(f"python{minor}")
