@@ -121,6 +121,7 @@ def venv() -> vs.Venv:
 
 @pytest.fixture(scope="session")
 def real(venv: vs.Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Real]:
+    """The guide applied to a copy of Visivo 2.2.1, the projects, and one receiver for all."""
     root = tmp_path_factory.mktemp("real-visivo")
     audit = vs.write_audit_hook(root / "audit")
     overlay = vs.patched_visivo(venv, root / "overlay", vs.guide_blocks())
