@@ -193,3 +193,25 @@ def test_a_telemetry_created_inside_the_block_purges_nothing(home, monkeypatch):
     with capture_events() as captured:
         Telemetry("2.2.1", api_key=KEY, project_dir=None)._record_command("run", [], 1.0)
     assert captured == [] and spool.exists(), "capturing touches nothing under HOME"
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, where the first-run notice would be shown."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_no_first_run_notice_is_shown_or_remembered_while_capturing(home, monkeypatch):
+    telemetry = Telemetry("2.2.1", api_key=KEY, project_dir=None)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    with capture_events():
+        assert telemetry.notice() is None
+    assert everything_under(home) == []
+    assert telemetry.notice() is not None, "outside the block it is due, at a terminal"

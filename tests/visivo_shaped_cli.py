@@ -48,6 +48,20 @@ def wait(working_dir: str) -> None:
 
 @visivo.command()
 @working_dir
+def query(working_dir: str) -> None:
+    """Wait in one endless C call that releases the GIL, as a database driver's query does:
+    the main thread runs no Python (so no signal handler) until it returns."""
+    import sqlite3
+
+    endless = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    )
+    click.echo("ready", err=True)
+    sqlite3.connect(":memory:").execute(endless)
+
+
+@visivo.command()
+@working_dir
 @click.option("--port", type=int, required=True)
 def serve(working_dir: str, port: int) -> None:
     """Serve the API with Flask's development server until stopped."""

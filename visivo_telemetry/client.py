@@ -205,7 +205,8 @@ class Telemetry:
 
     @property
     def enabled(self) -> bool:
-        """Whether this process records anything at all."""
+        """Whether this process records anything now (off, too, while a command works on a
+        project that opted out)."""
         return self._decision.enabled and self._command_decision is None
 
     @property

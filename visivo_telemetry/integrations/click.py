@@ -14,11 +14,17 @@ with no arguments. A run that names no command (`visivo --help`, `visivo --versi
 `visivo`, or an error in the group's own options) is recorded as `"help"` with no arguments,
 the name Visivo 2.2.1 gives any run whose first word starts with `-`. Shell completion records
 nothing.
+
+Each command's `parse_args` is wrapped too: once its parameters are parsed (or fail to parse),
+the project named by `project_dir_param` may opt out for this run, and only then is the
+first-run notice shown. A SIGTERM (or SIGINT) ends the run through `..signals`, which records it
+and lets the process die exactly as it would have.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -26,6 +32,7 @@ from typing import Any
 
 import click
 
+from .. import signals
 from ..client import Telemetry
 from ..sanitize import DeclaredOption, is_number, is_sensitive_flag
 from ..schema import REDACTED
@@ -71,10 +78,19 @@ class _Run:
         self.path: list[str] = []
         self.done = False
         self.noticed = False
+        self.signalled: int | None = None
 
     def __enter__(self) -> _Run:
         self.recorder.__enter__()
+        signals.register(self.on_signal)
         return self
+
+    def on_signal(self, signum: int, fatal: bool) -> None:
+        """SIGTERM/SIGINT: a signal that will kill the process ends the run now; a SIGINT that
+        raises `KeyboardInterrupt` is remembered, in case the command swallows it (a server)."""
+        self.signalled = signum
+        if fatal:
+            self.__exit__(None, None, None)
 
     def __exit__(
         self,
@@ -85,8 +101,11 @@ class _Run:
         if self.done:
             return False
         self.done = True
+        signals.unregister(self.on_signal)
         if exc_type is None and not _FORWARDS_EXCEPTIONS:
             exc_type, exc, traceback = sys.exc_info()
+        if exc_type is None and self.signalled is not None:
+            exc_type = _signal_error(self.signalled)
         try:
             self.recorder.__exit__(exc_type, exc, traceback)
         finally:
@@ -97,6 +116,14 @@ class _Run:
         self.path.append(name)
         self.recorder.name = " ".join(self.path)
         self.recorder.args = args
+
+
+def _signal_error(signum: int) -> type[BaseException]:
+    """What a run ended by a signal records as `error_type`: `KeyboardInterrupt` for SIGINT,
+    as Python names it, else the signal's name (`SIGTERM`)."""
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt
+    return type(signal.Signals(signum).name, (BaseException,), {})
 
 
 class _Opt:

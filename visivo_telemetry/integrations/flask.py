@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 
-from .. import client
+from .. import client, signals
 from ..client import WINDOW_S, Telemetry
 from ..sanitize import sanitize_endpoint
 
@@ -254,21 +253,14 @@ def _remember_rule(_error: BaseException | None = None) -> None:
 
 
 def _drain_on_sigterm(writer: FlaskTelemetry) -> None:
-    """Spool the queue before a default SIGTERM ends the process; the exit stays the same."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
+    """Spool the queue before a default SIGTERM ends the process; the exit stays the same
+    (`signals` installs the one handler, shared with the click integration's runs)."""
 
-    def on_sigterm(signum: int, _frame: Any) -> None:
-        writer.drain()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+    def on_sigterm(_signum: int, fatal: bool) -> None:
+        if fatal:
+            writer.drain()
 
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except (ValueError, OSError):
-        pass
+    signals.register(on_sigterm, signals.TERMINATE)
 
 
 def instrument(
