@@ -5,8 +5,10 @@ interpreter but embeds one, so that `sys.executable` is the app. `build_launcher
 a launcher with gcc against the venv's base CPython (`python3-config --embed`): like a
 PyInstaller bootloader it sets `sys.executable` to itself, passes its argv to the app untouched
 (`-c` or `-m` mean nothing to it), ignores PYTHON* variables, sets `sys.frozen = True` and runs
-one entry script as `__main__`. The entry script is a Visivo-like click CLI wired as a host
-wires it (scripts/visivo_cli.py).
+one entry script as `__main__`. Built `onefile`, it also follows PyInstaller's onefile protocol
+(unpack into a fresh folder, run itself as the app's process, delete the folder when that
+exits). The entry script is a Visivo-like click CLI wired as a host wires it
+(scripts/visivo_cli.py).
 
 Every run happens under `SUPERVISE`, a subreaper: whatever the app starts, detached or not,
 becomes its child once the app exits, so "no sender was started" is an observation (no
@@ -26,15 +28,20 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON, ROOT, flush, spool_rows
 
-from visivo_telemetry.frozen import SENDER_ENV
+from visivo_telemetry.spawn import SENDER_ENV
 
 SCRIPTS = ROOT / "scripts"
 COMMAND = ["run", "--threads", "4"]
 
 LAUNCHER_C = r"""
 #include <Python.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* WHERE */
 
@@ -43,8 +50,9 @@ static void fail(PyConfig *config, PyStatus status) {
     Py_ExitStatusException(status);
 }
 
-int main(int argc, char **argv) {
-    char self[PATH_MAX];
+/* The embedded interpreter: sys.executable is this binary, argv reaches the app untouched. */
+static int run_python(int argc, char **argv, const char *self, const char *script,
+                      const char *bundle) {
     PyStatus status;
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
@@ -53,7 +61,6 @@ int main(int argc, char **argv) {
     config.site_import = 0;
     config.user_site_directory = 0;
     config.write_bytecode = 0;
-    if (realpath("/proc/self/exe", self) == NULL) return 120;
     status = PyConfig_SetBytesString(&config, &config.program_name, argv[0]);
     if (PyStatus_Exception(status)) fail(&config, status);
     status = PyConfig_SetBytesString(&config, &config.executable, self);
@@ -73,35 +80,94 @@ int main(int argc, char **argv) {
     status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status)) Py_ExitStatusException(status);
-    if (PyRun_SimpleString("import sys; sys.frozen = True") != 0) return 120;
-    FILE *app = fopen(APP_SCRIPT, "rb");
+    PyObject *meipass = PyUnicode_DecodeFSDefault(bundle);
+    if (meipass == NULL || PySys_SetObject("_MEIPASS", meipass) != 0) return 120;
+    Py_DECREF(meipass);
+    if (PySys_SetObject("frozen", Py_True) != 0) return 120;
+    FILE *app = fopen(script, "rb");
     if (app == NULL) return 120;
-    int failed = PyRun_SimpleFileExFlags(app, APP_SCRIPT, 1, NULL);
+    int failed = PyRun_SimpleFileExFlags(app, script, 1, NULL);
     if (Py_FinalizeEx() < 0) return 120;
     return failed ? 1 : 0;
 }
+
+#if ONEFILE
+/* PyInstaller's onefile protocol: a top-level process unpacks the app into a fresh folder,
+   runs itself as the app's process with _PYI_APPLICATION_HOME_DIR naming that folder, waits
+   for it and deletes the folder. A process started from sys.executable inherits the variable
+   and reuses the folder (a worker) unless PYINSTALLER_RESET_ENVIRONMENT=1 (PyInstaller 6.9+). */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char chunk[4096];
+    size_t n;
+    if (in == NULL || out == NULL) return -1;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0) fwrite(chunk, 1, n, out);
+    fclose(in);
+    return fclose(out);
+}
+
+static int unpack_and_run(char **argv, const char *self) {
+    char bundle[PATH_MAX], script[PATH_MAX];
+    int status = 0;
+    snprintf(bundle, sizeof bundle, "%s/_MEIXXXXXX", UNPACK_INTO);
+    if (mkdtemp(bundle) == NULL) return 120;
+    snprintf(script, sizeof script, "%s/entry.py", bundle);
+    if (copy_file(APP_SCRIPT, script) != 0) return 120;
+    setenv("_PYI_APPLICATION_HOME_DIR", bundle, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(self, argv);
+        _exit(120);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    unlink(script);
+    rmdir(bundle);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+#endif
+
+int main(int argc, char **argv) {
+    char self[PATH_MAX];
+    if (realpath("/proc/self/exe", self) == NULL) return 120;
+#if ONEFILE
+    const char *reset = getenv("PYINSTALLER_RESET_ENVIRONMENT");
+    if (reset != NULL && strcmp(reset, "1") == 0) {
+        unsetenv("_PYI_APPLICATION_HOME_DIR");
+        unsetenv("PYINSTALLER_RESET_ENVIRONMENT");
+    }
+    const char *bundle = getenv("_PYI_APPLICATION_HOME_DIR");
+    if (bundle == NULL) return unpack_and_run(argv, self);
+    char script[PATH_MAX];
+    snprintf(script, sizeof script, "%s/entry.py", bundle);
+    return run_python(argc, argv, self, script, bundle);
+#else
+    return run_python(argc, argv, self, APP_SCRIPT, APP_DIR);
+#endif
+}
 """
 
-APP = '''\
-"""The entry script of a frozen Visivo-like app. Test instrumentation: each process it runs in
+APP = """\
+\"\"\"The entry script of a frozen Visivo-like app. Test instrumentation: each process it runs in
 appends what it was started with to $FROZEN_APP_LOG (stage "started", then "app" once the
-app itself runs); $FROZEN_APP_WITHOUT_POSIX_SPAWN removes posix_spawn (the subprocess path)."""
+app itself runs); $FROZEN_APP_WITHOUT_POSIX_SPAWN removes posix_spawn (the subprocess path).\"\"\"
 
 import json
 import os
 import sys
 
-from visivo_telemetry.frozen import SENDER_ENV
+from visivo_telemetry.spawn import SENDER_ENV
 
 
 def log(stage):
-    entry = {{
+    entry = {
         "pid": os.getpid(),
         "stage": stage,
         "argv": sys.argv,
         "executable": sys.executable,
+        "bundle": sys._MEIPASS,
         "marker": os.environ.get(SENDER_ENV),
-    }}
+    }
     fd = os.open(os.environ["FROZEN_APP_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, (json.dumps(entry) + "\\n").encode())
     os.close(fd)
@@ -110,14 +176,14 @@ def log(stage):
 log("started")
 if os.environ.get("FROZEN_APP_WITHOUT_POSIX_SPAWN"):
     del os.posix_spawn
-{hook}
+HOOK
 log("app")
 
 import visivo_cli
 
 visivo_cli.wire()
 visivo_cli.visivo(prog_name="visivo")
-'''
+"""
 HOOK = "from visivo_telemetry import run_sender_if_requested\n\nrun_sender_if_requested()"
 
 SUPERVISE = r"""
@@ -181,15 +247,20 @@ def embed_flags() -> tuple[str, list[str], list[str]]:
 
 
 def c_string(text: str) -> str:
+    """`text` as a C string literal (JSON's escapes are valid C for these paths)."""
     return json.dumps(text)
 
 
-def build_launcher(folder: Path, name: str, *, calls_hook: bool) -> Path:
-    """A frozen-like app in `folder`: the launcher binary `name` and its entry script."""
+def build_launcher(folder: Path, name: str, *, calls_hook: bool, onefile: bool = False) -> Path:
+    """A frozen-like app in `folder`: the launcher binary `name` and its entry script.
+
+    `onefile`: the app unpacks itself into a fresh folder per top-level run, as PyInstaller's
+    onefile builds do (`sys._MEIPASS` names that folder).
+    """
     gcc, cflags, ldflags = embed_flags()
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / f"{name}_entry.py"
-    script.write_text(APP.format(hook=HOOK if calls_hook else ""), encoding="utf-8")
+    script.write_text(APP.replace("HOOK", HOOK if calls_hook else ""), encoding="utf-8")
     paths = sysconfig.get_paths()
     search = [
         str(ROOT),
@@ -202,6 +273,9 @@ def build_launcher(folder: Path, name: str, *, calls_hook: bool) -> Path:
     defines = (
         f"#define PYTHON_HOME {c_string(sys.base_prefix)}\n"
         f"#define APP_SCRIPT {c_string(str(script))}\n"
+        f"#define APP_DIR {c_string(str(folder))}\n"
+        f"#define UNPACK_INTO {c_string(str(folder))}\n"
+        f"#define ONEFILE {int(onefile)}\n"
         f"static const char *SEARCH_PATHS[] = {{{', '.join(map(c_string, search))}, NULL}};\n"
     )
     source = folder / f"{name}.c"
@@ -223,7 +297,8 @@ def launchers(tmp_path_factory) -> dict[str, Path]:
         pytest.skip("the launcher finds itself through /proc/self/exe and runs under a subreaper")
     folder = tmp_path_factory.mktemp("frozen")
     return {
-        "wired": build_launcher(folder, "visivo", calls_hook=True),
+        "onedir": build_launcher(folder, "visivo", calls_hook=True),
+        "onefile": build_launcher(folder, "visivo-onefile", calls_hook=True, onefile=True),
         "unwired": build_launcher(folder, "visivo-unwired", calls_hook=False),
     }
 
@@ -250,14 +325,17 @@ def plain_run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
     )
 
 
-def app_log(path: Path) -> dict[int, list[dict]]:
-    """What each process the launcher ran logged, by pid, in order."""
+def app_log(path: Path) -> tuple[list[dict], list[list[dict]]]:
+    """What the launched processes logged: the entries of each one that ran the app, and of
+    each one that did not (a sender), every list in order."""
     by_pid: dict[int, list[dict]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             entry = json.loads(line)
             by_pid.setdefault(entry["pid"], []).append(entry)
-    return by_pid
+    ran_app = [e for e in by_pid.values() if "app" in {x["stage"] for x in e}]
+    others = [e for e in by_pid.values() if e not in ran_app]
+    return ran_app, others
 
 
 @pytest.fixture
@@ -266,6 +344,7 @@ def frozen_env(env, tmp_path) -> dict[str, str]:
 
 
 def assert_unchanged(run: dict, args: list[str], env, cwd) -> None:
+    """What the user sees is what the same CLI shows under plain Python without telemetry."""
     plain = plain_run(args, env, cwd)
     assert (run["returncode"], run["stdout"], run["stderr"]) == (
         plain.returncode,
@@ -274,11 +353,14 @@ def assert_unchanged(run: dict, args: list[str], env, cwd) -> None:
     )
 
 
-@pytest.mark.parametrize("spawn_path", ["posix_spawn", "subprocess"])
+@pytest.mark.parametrize(
+    "bundle, spawn_path",
+    [("onedir", "posix_spawn"), ("onedir", "subprocess"), ("onefile", "posix_spawn")],
+)
 def test_a_frozen_app_delivers_through_its_own_binary_started_without_arguments(
-    launchers, frozen_env, home, project, collector, spawn_path
+    launchers, frozen_env, home, project, collector, bundle, spawn_path
 ):
-    launcher = launchers["wired"]
+    launcher = launchers[bundle]
     if spawn_path == "subprocess":
         frozen_env["FROZEN_APP_WITHOUT_POSIX_SPAWN"] = "1"
 
@@ -286,18 +368,20 @@ def test_a_frozen_app_delivers_through_its_own_binary_started_without_arguments(
 
     assert_unchanged(run, COMMAND, frozen_env, project)
     assert run["killed"] == []
-    log = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
-    host = log.pop(run["pid"])
+    [host], senders = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
     assert [e["stage"] for e in host] == ["started", "app"]
     assert host[0]["argv"] == [str(launcher), *COMMAND]
     assert host[0]["executable"] == str(launcher)
-    assert len(run["descendants"]) == 1, run["descendants"]
-    sender = run["descendants"][0]
-    assert sender["exit_code"] == 0
-    assert list(log) == [sender["pid"]]
-    entries = log[sender["pid"]]
-    assert [e["stage"] for e in entries] == ["started"], "the sender ran the app"
-    assert entries[0]["argv"] == [str(launcher)]
+    assert len(senders) == 1, senders
+    [sender] = senders[0]
+    assert sender["argv"] == [str(launcher)]
+    assert sender["executable"] == str(launcher)
+    assert [d["exit_code"] for d in run["descendants"]] == [0]
+    if bundle == "onefile":
+        assert sender["bundle"] != host[0]["bundle"], "the sender used the host's unpacked files"
+        assert list(launcher.parent.glob("_MEI*")) == []
+    else:
+        assert run["descendants"][0]["pid"] == sender["pid"]
     [event] = collector.wait_for_events(1)
     assert event["properties"]["command"] == "run"
     assert event["properties"]["command_args"] == ["--threads", "<value>"]
@@ -311,8 +395,8 @@ def test_a_frozen_app_that_never_calls_the_hook_spools_and_starts_nothing(
 
     assert_unchanged(run, COMMAND, frozen_env, project)
     assert run["descendants"] == [] and run["killed"] == []
-    log = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
-    assert list(log) == [run["pid"]]
+    ran_app, others = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
+    assert len(ran_app) == 1 and others == []
     [row] = spool_rows(home)
     assert row["properties"]["command"] == "run"
     assert collector.events() == []
@@ -325,10 +409,10 @@ def test_a_frozen_app_that_never_calls_the_hook_spools_and_starts_nothing(
 def test_a_sender_marker_leaked_into_a_users_command_is_dropped(
     launchers, frozen_env, home, project, collector
 ):
-    launcher = launchers["wired"]
-    first = supervise([str(launcher), *COMMAND], frozen_env, project)
-    [sender] = first["descendants"]
-    marker = app_log(Path(frozen_env["FROZEN_APP_LOG"]))[sender["pid"]][0]["marker"]
+    launcher = launchers["onedir"]
+    supervise([str(launcher), *COMMAND], frozen_env, project)
+    _, [[sender]] = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
+    marker = sender["marker"]
     assert marker
     collector.wait_for_events(1)
     Path(frozen_env["FROZEN_APP_LOG"]).unlink()
@@ -337,7 +421,8 @@ def test_a_sender_marker_leaked_into_a_users_command_is_dropped(
 
     assert_unchanged(leaked, COMMAND, frozen_env, project)
     assert leaked["descendants"] == [] and leaked["killed"] == []
-    entries = app_log(Path(frozen_env["FROZEN_APP_LOG"]))[leaked["pid"]]
+    [entries], others = app_log(Path(frozen_env["FROZEN_APP_LOG"]))
+    assert others == []
     assert [(e["stage"], e["marker"]) for e in entries] == [("started", marker), ("app", None)]
     [row] = spool_rows(home)
     assert row["properties"]["command"] == "run"
@@ -345,7 +430,7 @@ def test_a_sender_marker_leaked_into_a_users_command_is_dropped(
 
 def test_a_usage_error_is_unchanged_in_a_frozen_app(launchers, frozen_env, project, collector):
     args = ["rnu", "acme-secret"]
-    run = supervise([str(launchers["wired"]), *args], frozen_env, project)
+    run = supervise([str(launchers["onedir"]), *args], frozen_env, project)
 
     assert_unchanged(run, args, frozen_env, project)
     assert run["returncode"] == 2

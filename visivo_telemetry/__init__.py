@@ -8,8 +8,8 @@ with telemetry.command("run", sys.argv[2:]):
 
 from ._version import __version__
 from .client import Telemetry, set_metric
-from .frozen import run_sender_if_requested
 from .sanitize import sanitize_args, sanitize_endpoint
+from .spawn import run_sender_if_requested
 
 __all__ = [
     "Telemetry",
