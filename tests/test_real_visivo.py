@@ -301,7 +301,7 @@ def test_telemetry_off_silences_the_machine_and_status_says_so(real: Real) -> No
 
 
 SERVER = """
-import os, sys
+import os
 from werkzeug.serving import make_server
 from visivo.commands.parse_project_phase import parse_project_phase
 from visivo.server.flask_app import FlaskApp
@@ -349,7 +349,9 @@ def served(real: Real) -> Served:
         text=True,
     )
     try:
-        port = int(server.stdout.readline())
+        line = server.stdout.readline()
+        assert line.strip().isdigit(), f"the server did not start: {server.communicate()[1]}"
+        port = int(line)
         base = f"http://127.0.0.1:{port}"
         workspace_event = {"name": "canvas_action", "payload": {"dashboard": "acme-board"}}
         responses = {
