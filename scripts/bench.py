@@ -3,6 +3,7 @@
     bash scripts/bench.sh            # full run, a few minutes (installs the `bench` extra)
     bash scripts/bench.sh --quick    # smaller run, under a minute and a half
     bash scripts/bench.sh --output bench-results.md
+    bash scripts/bench.sh --only visivo   # the real Visivo 2.2.1 rows alone
 
 Everything runs on 127.0.0.1 against the local receiver (scripts/collector.py), in temporary
 HOMEs, with bytecode caches enabled for child processes; nothing touches the user's ~/.visivo.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import bench_cli
 import bench_spool
+import bench_visivo
 from bench_common import Row, kill_senders, load_collector, refusing_url
 
 HEADER = (
@@ -49,10 +51,11 @@ class Plan:
     per_writer: int
     poller_minutes: float
     poller_scale: float
+    visivo_rounds: int = 10
 
 
 FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000, 10.0, 20.0)
-QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200, 1.0, 20.0)
+QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200, 1.0, 20.0, visivo_rounds=2)
 
 
 def conditions(plan: Plan, healthy_url: str) -> list[bench_cli.Condition]:
@@ -106,13 +109,31 @@ def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
     with load_collector()(base / "received.db") as collector:
         if only == "poller":
             return bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
+        if only == "visivo":
+            return visivo_rows(base, collector, plan)
         bench_cli.warm_up(base, collector.url)
         table = bench_spool.hot_path(base, plan.hot_path_calls)
         table += cli_rows(base, collector, plan)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
         table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
+        if plan is QUICK:
+            skipped = "not in a quick run: --quick --only visivo"
+            table.append(Row(bench_visivo.BENCHMARK, "—", skipped))
+        else:
+            table += visivo_rows(base, collector, plan)
     return table
+
+
+def visivo_rows(base: Path, collector, plan: Plan) -> list[Row]:
+    """The real Visivo 2.2.1 rows (its PostHog client black-holed: the CLI rows' caps)."""
+    return bench_visivo.rows(
+        base,
+        collector,
+        plan.visivo_rounds,
+        plan.blackhole_posthog_rounds,
+        plan.blackhole_posthog_cap_s,
+    )
 
 
 def markdown(table: list[Row]) -> str:
@@ -153,7 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (smoke test)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
-    parser.add_argument("--only", choices=["poller"], help="run one benchmark only")
+    parser.add_argument("--only", choices=["poller", "visivo"], help="run one benchmark only")
     return parser.parse_args(argv)
 
 

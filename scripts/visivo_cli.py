@@ -1,4 +1,4 @@
-"""A Visivo-like click CLI with telemetry wired in by one line (see `wire`).
+"""A Visivo-like click CLI with telemetry wired in (see `wire`).
 
 Used by the demo and the tests: `python scripts/visivo_cli.py run --threads 4`.
 """
@@ -76,7 +76,7 @@ def build(select: str | None, full_refresh: bool) -> None:
 
 
 def wire() -> None:
-    """Turn telemetry on for this CLI: the one line a Visivo maintainer adds."""
+    """Turn telemetry on for this CLI, as the README's click wiring shows."""
     instrument(visivo, Telemetry(VERSION, api_key=POSTHOG_KEY, host=POSTHOG_HOST))
 
 
