@@ -39,7 +39,7 @@ def main_none(argv: list[str]) -> None:
 
 
 def main_visivo(argv: list[str]) -> None:
-    """visivo-telemetry wired the way Visivo does it: the click integration's one line."""
+    """visivo-telemetry wired as the README shows for a click CLI."""
     from visivo_telemetry import Telemetry
     from visivo_telemetry.integrations.click import instrument
 

@@ -1,4 +1,4 @@
-"""A tiny Visivo-like API server with telemetry wired in by one line.
+"""A tiny Visivo-like API server with telemetry wired in (the Flask integration).
 
 `python scripts/flask_app.py --port 8001` serves on 127.0.0.1 only. Tests shorten its request
 windows with `VISIVO_EXAMPLE_WINDOW_S` (seconds; the library's default is 60).
