@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import clean_env, host_code, run_host, sender_pids, spool_rows
+from helpers import (
+    clean_env,
+    host_code,
+    run_host,
+    sender_pids,
+    spool_rows,
+    wait_for_senders_to_exit,
+)
 from privacy_support import files_under, global_config, project_config, write_text
 from reliability_support import as_ordinary_user
 
@@ -267,3 +274,30 @@ def test_a_host_that_is_not_opted_out_does_record(home, project):
 
     assert (result.returncode, result.stderr) == (0, "")
     assert [row["properties"]["command"] for row in spool_rows(home)] == ["run"]
+
+
+OPT_OUT_INSIDE_THE_COMMAND = """
+from pathlib import Path
+from visivo_telemetry import Telemetry
+telemetry = Telemetry("1.4.0", project_dir=".", api_key="phc_test_key")
+with telemetry.command("telemetry off", []):
+    folder = Path.home() / ".visivo"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    (folder / "config.yml").write_text({text!r})
+"""
+
+
+@pytest.mark.parametrize("text", ["telemetry_enabled: false\n", "telemetry_enabled: off\n"])
+def test_a_command_that_opts_out_is_not_recorded_and_the_spool_goes(home, project, text):
+    """Visivo's `telemetry off` opts out while it runs: the user said "off" before the event
+    was written, so it is not, and what waited is deleted as for any opt-out."""
+    env = clean_env(home)
+    run_host(host_code("run", ["--threads", "4"]), env, project)
+    assert wait_for_senders_to_exit(home) == []
+    assert len(spool_rows(home)) == 1, "the control: an earlier event waits"
+
+    result, _ = run_host(OPT_OUT_INSIDE_THE_COMMAND.format(text=text), env, project)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert [p.name for p in (home / ".visivo").iterdir() if p.name.startswith("telemetry.db")] == []
+    assert sender_pids(home) == []

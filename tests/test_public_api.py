@@ -55,4 +55,5 @@ def test_the_test_helper_module_exports_one_documented_name():
     from visivo_telemetry import testing
 
     assert testing.__all__ == ["capture_events"]
-    assert "visivo_telemetry.testing import capture_events" in (ROOT / "README.md").read_text()
+    assert "capture_events()" in (ROOT / "README.md").read_text()
+    assert "visivo_telemetry.testing import capture_events" in (ROOT / "docs/wiring.md").read_text()

@@ -224,13 +224,26 @@ class Telemetry:
         if not self.enabled or os.path.abspath(os.fspath(project_dir)) == self._project_dir:
             return
         decision = config.decide(project_dir)
-        if decision.enabled:
-            return
-        self._command_decision = decision
+        if not decision.enabled:
+            self._command_decision = decision
+            self._purge_spool()
+
+    def _purge_spool(self) -> None:
+        """An opt-out found after start: the spool goes, as at start (not while capturing)."""
         if self._paths is not None and _capture is None:
             self.close()
             with _SPOOL_LOCK:
                 spool.purge(self._paths.db)
+
+    def _opted_out_meanwhile(self) -> bool:
+        """Whether the command itself opted out (Visivo's `telemetry off` writes the user's
+        file): the environment and that file are read again before its event is written."""
+        decision = config.decide(None)
+        if decision.enabled:
+            return False
+        self._decision = decision
+        self._purge_spool()
+        return True
 
     def _end_command_decision(self) -> None:
         """The command that worked on another project has ended."""
@@ -306,7 +319,7 @@ class Telemetry:
         metrics: dict[str, Any] | None = None,
     ) -> None:
         """Record one finished CLI command; `args` are sanitized here."""
-        if not self.enabled:
+        if not self.enabled or self._opted_out_meanwhile():
             return
         props = events.cli_command_properties(
             name, sanitize_args(args), duration_ms, error_type, dict(metrics or {})
