@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import bench_chart
 import bench_cli
 import bench_spool
 import bench_visivo
@@ -140,7 +141,7 @@ def markdown(table: list[Row]) -> str:
     """The rows as a Markdown table."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for row in table:
-        cells = (str(cell).replace("|", "\\|") for cell in row)
+        cells = (str(cell).replace("|", "\\|") for cell in row[: len(HEADER)])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -175,6 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smaller run (smoke test)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("--only", choices=["poller", "visivo"], help="run one benchmark only")
+    parser.add_argument("--chart", type=Path, help="also draw the headline rows as an SVG here")
     return parser.parse_args(argv)
 
 
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(text)
     if args.output:
         args.output.write_text(text)
+    if args.chart:
+        args.chart.write_text(bench_chart.from_rows(table, before))
     return 0
 
 

@@ -153,6 +153,8 @@ class Row(NamedTuple):
     delta: str = "—"
     events: str = "—"
     target: str = "—"
+    chart: tuple[str, str, float] | None = None
+    """(panel, bar, value) when the row is part of the headline chart (`bench_chart`)."""
 
 
 def verdict(ok: bool, text: str) -> str:

@@ -138,12 +138,14 @@ def _wire_rows(requests: list[dict]) -> list[Row]:
             "JSON, uncompressed",
             f"{plain:.0f} B",
             events=batches,
+            chart=("Request body bytes per event on the wire", "JSON, uncompressed", plain),
         ),
         Row(
             "Wire: request body bytes per event (drain)",
             "gzip, as sent",
             f"{gzipped:.0f} B ({plain / gzipped:.1f}× smaller)",
             events=batches,
+            chart=("Request body bytes per event on the wire", "gzip, as sent", gzipped),
         ),
     ]
 
