@@ -55,7 +55,7 @@ class Field(Record):
 COMMON_FIELDS: dict[str, Field] = {
     "visivo_version": Field("string", True, "Visivo version, as the host reports it"),
     "python_version": Field("string", True, "Python version, e.g. `3.11.7`"),
-    "platform": Field("string", True, "`darwin`, `linux` or `windows`"),
+    "platform": Field("string", True, "`darwin`, `linux` or `windows`, else `other`"),
     "platform_version": Field("string", True, "OS release, e.g. `6.1.0` (no hostname)"),
     "architecture": Field(
         "string", True, "`x86_64`, `arm64`, `x86`, `arm`, … from a known set, else `other`"
