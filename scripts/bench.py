@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_text(text)
     if args.chart:
-        args.chart.write_text(bench_chart.from_rows(table, before))
+        args.chart.write_text(bench_chart.from_rows(table, f"Bars on a log scale. {before}"))
     return 0
 
 

@@ -215,7 +215,8 @@ def _rows(db: str) -> int:
 
 
 def _spool_rows() -> int:
-    """Rows in this HOME's spool (read after all timing is done)."""
+    """Events in this HOME's spool, both tables (read after all timing is done): a raw
+    `request()` is one row of `request_windows`."""
     import os
     import sqlite3
 
@@ -224,7 +225,8 @@ def _spool_rows() -> int:
         return 0
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        tables = ("events", "request_windows")
+        return sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables)
     finally:
         conn.close()
 
