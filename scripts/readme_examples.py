@@ -20,20 +20,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench_common import load_collector, refusing_url
+from bench_common import RUNNER_ENV, load_collector, refusing_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "cli.md")
 """Where examples live; each example is written wherever its block appears."""
 CLI = ROOT / "scripts" / "visivo_cli.py"
-RUNNER_ENV = (
-    "VISIVO_TELEMETRY_DISABLED",
-    "DO_NOT_TRACK",
-    "VISIVO_POSTHOG_HOST",
-    "VISIVO_POSTHOG_API_KEY",
-    "VISIVO_TELEMETRY_DEBUG",
-    "CI",
-)
 
 VARIABLE = (
     (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -204,3 +205,19 @@ def read_terminal(fd: int) -> str:
         chunks.append(data)
     os.close(fd)
     return b"".join(chunks).decode()
+
+
+def run_stderr_on(argv: list[str], env: dict[str, str], cwd, tty: bool) -> tuple[int, str, str]:
+    """Run a process with stderr on a pseudo-terminal (as at a shell) or on a pipe (as in a
+    script): its exit code, stdout and stderr."""
+    if not tty:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+        return done.returncode, done.stdout, done.stderr
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
+    )
+    os.close(slave)
+    terminal = read_terminal(master)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out.decode(), terminal.replace("\r\n", "\n")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-
 import pytest
-from helpers import PYTHON, ROOT, clean_env, read_terminal, wait_for_senders_to_exit
+from helpers import PYTHON, ROOT, clean_env, run_stderr_on, wait_for_senders_to_exit
 
 HOST = """\
 import sys
@@ -19,18 +15,7 @@ if notice:
 
 
 def run(argv: list[str], env: dict[str, str], cwd, tty: bool) -> tuple[int, str, str]:
-    """Run a host with stderr on a pseudo-terminal (as at a shell) or on a pipe (as in a script)."""
-    if not tty:
-        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
-        return done.returncode, done.stdout, done.stderr
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
-    )
-    os.close(slave)
-    terminal = read_terminal(master)
-    out, _ = proc.communicate(timeout=30)
-    return proc.returncode, out.decode(), terminal.replace("\r\n", "\n")
+    return run_stderr_on(argv, env, cwd, tty)
 
 
 def host(env, cwd, tty: bool = True) -> str:

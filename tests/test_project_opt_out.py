@@ -3,14 +3,19 @@ opt-out: decided once its parameters are parsed, before a byte is written or a n
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import PYTHON, clean_env, read_terminal, spool_path, spool_rows
+from helpers import (
+    PYTHON,
+    clean_env,
+    run_stderr_on,
+    spool_path,
+    spool_rows,
+    wait_for_senders_to_exit,
+)
 
 from visivo_telemetry import Telemetry
 from visivo_telemetry.integrations.click import instrument
@@ -32,18 +37,7 @@ def projects(tmp_path: Path) -> dict[str, Path]:
 
 
 def visivo(args: list[str], env, cwd, tty: bool = False) -> tuple[int, str, str]:
-    argv = [PYTHON, str(CLI), "wired", *args]
-    if not tty:
-        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
-        return done.returncode, done.stdout, done.stderr
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
-    )
-    os.close(slave)
-    terminal = read_terminal(master)
-    out, _ = proc.communicate(timeout=30)
-    return proc.returncode, out.decode(), terminal
+    return run_stderr_on([PYTHON, str(CLI), "wired", *args], env, cwd, tty)
 
 
 def everything_under(home: Path) -> list[str]:
@@ -87,6 +81,7 @@ def test_a_project_that_does_not_opt_out_is_recorded_and_noticed(home, projects)
 def test_the_opt_out_purges_the_spool_as_any_off_decision_does(home, projects):
     env = clean_env(home)
     visivo(["run"], env, projects["here"])
+    assert wait_for_senders_to_exit(home) == []  # a sender starting later makes a new spool
     assert spool_path(home).exists()
 
     visivo(["run", "-w", str(projects["private"])], env, projects["here"])
