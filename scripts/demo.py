@@ -2,8 +2,9 @@
 
 It shows the whole life of an event: spooled while the receiver is down (inspected with
 `sqlite3`), delivered by `visivo-telemetry flush` once it is back, then many short runs whose
-events a detached sender delivers after each CLI has already exited. Everything happens in a
-temporary HOME on 127.0.0.1 and stops by itself.
+events a detached sender delivers after each CLI has already exited; then the API server
+(`scripts/flask_app.py`), whose requests are counted per route template and sent when it stops.
+Everything happens in a temporary HOME on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -11,16 +12,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CLI = HERE / "visivo_cli.py"
+SERVER = HERE / "flask_app.py"
 
 _spec = importlib.util.spec_from_file_location("collector", HERE / "collector.py")
 collector_module = importlib.util.module_from_spec(_spec)
@@ -33,6 +39,15 @@ RUNS = [
     ["dbt", "build", "--select", "tag:finance", "--full-refresh"],
     ["rnu", "--threads", "4"],
 ]
+REQUESTS = [
+    *[("/api/health", 200)] * 30,
+    *[("/api/projects/1/", 200)] * 20,
+    ("/api/projects/7/", 404),
+    ("/api/projects/sales-dashboard/?token=s3cr3t", 404),
+    ("/api/users/ada/", 404),
+    ("/api/boom", 500),
+]
+"""What the demo asks the API server, and the status each answer has."""
 
 
 def banner(text: str) -> None:
@@ -150,18 +165,90 @@ def main() -> int:
         f"  {len(requests)} batch requests, Content-Encoding {', '.join(encodings)}, "
         f"User-Agent {', '.join(agents)}: {wire:,} bytes on the wire for {plain:,} bytes of JSON"
     )
+    banner("6. The API server: requests counted per route template, sent when it stops")
+    served, counted = serve_requests(env, project, receiver, workdir)
+    commands = [e for e in receiver.events() if e["event"] == "cli_command"]
     stats = receiver.stats()
     receiver.stop()
     expected = len(RUNS) * (rounds + 1)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    left = conn.execute("select count(*) from events").fetchone()[0]
+    left = sum(
+        conn.execute(f"select count(*) from {table}").fetchone()[0]
+        for table in ("events", "request_windows")
+    )
     conn.close()
     print(
-        f"\n  recorded {expected} events, received {stats['events']} distinct "
+        f"\n  recorded {expected} events, received {len(commands)} distinct "
         f"({stats['duplicates']} duplicate deliveries), {left} left in the spool"
     )
+    print(f"  served {served} API requests, counted {counted} of them in what arrived")
     shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if stats["events"] == expected and left == 0 else 1
+    ok = len(commands) == expected and counted == served == len(REQUESTS)
+    return 0 if ok and left == 0 and stats["duplicates"] == 0 else 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get(url: str) -> int:
+    """The status of one GET, whatever it is."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def serve_requests(env: dict[str, str], project: Path, receiver, workdir: Path) -> tuple[int, int]:
+    """Start the API server, ask it `REQUESTS`, stop it with SIGTERM as a service manager
+    would, and show the `api_request` events that arrive: how many requests were served, and
+    how many the events count."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), "--port", str(port)],
+        env=env,
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            get(base + "/api/health")
+            break
+        except OSError:
+            time.sleep(0.1)
+    served = 1  # the health check that found the server up
+    asked: dict[tuple[str, int], int] = {}
+    for path, status in REQUESTS[1:]:
+        got = get(base + path)
+        served += got == status
+        asked[path, got] = asked.get((path, got), 0) + 1
+    for (path, got), times in asked.items():
+        print(f"  GET {path:<45} {got}  × {times}")
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    wait_for_senders(Path(env["HOME"]))
+    subprocess.run(
+        [sys.executable, "-m", "visivo_telemetry.cli", "flush"],
+        env=env,
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    requests = [e for e in receiver.events() if e["event"] == "api_request"]
+    print()
+    for event in sorted(requests, key=lambda e: -e["properties"]["request_count"]):
+        p = event["properties"]
+        print(
+            f"  api_request {p['method']} {p['endpoint']:<28} status {p['status_code']}  "
+            f"request_count {p['request_count']}"
+        )
+    return served, sum(e["properties"]["request_count"] for e in requests)
 
 
 if __name__ == "__main__":
