@@ -89,7 +89,9 @@ def fill(n: int) -> None:
     """Spool `n` valid events in one transaction (built by the real event builder)."""
     import time
 
-    from visivo_telemetry import config, events, spool
+    from visivo_telemetry import _config as config
+    from visivo_telemetry import _events as events
+    from visivo_telemetry import _spool as spool
 
     started = time.perf_counter()
     conn = spool.connect(config.paths().db)
@@ -145,7 +147,8 @@ def poller(minutes: float, scale: float, window_s: float) -> None:
 
     from flask import Flask
 
-    from visivo_telemetry import Telemetry, client
+    from visivo_telemetry import Telemetry
+    from visivo_telemetry import _client as client
     from visivo_telemetry.integrations import flask as integration
 
     integration.FLUSH_S = 1.0 / scale

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-from visivo_telemetry import config, spool
-from visivo_telemetry.events import Row, from_newer_library, iso_utc, part_body, wire_json
+from visivo_telemetry import _config as config
+from visivo_telemetry import _spool as spool
+from visivo_telemetry._events import Row, from_newer_library, iso_utc, part_body, wire_json
 
 from .transport import Response, Transport, TransportError
 

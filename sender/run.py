@@ -14,8 +14,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from visivo_telemetry import config, spool
-from visivo_telemetry.spawn import SENDER_NICENESS
+from visivo_telemetry import _config as config
+from visivo_telemetry import _spool as spool
+from visivo_telemetry._spawn import SENDER_NICENESS
 
 from .drain import Drain, Outcome, Stop
 from .transport import HttpxTransport, Transport

@@ -13,8 +13,8 @@ from typing import NamedTuple, Protocol
 
 import httpx
 
+from visivo_telemetry._schema import LIB_NAME
 from visivo_telemetry._version import __version__
-from visivo_telemetry.schema import LIB_NAME
 
 TIMEOUT_S = 1.0
 USER_AGENT = f"{LIB_NAME}/{__version__}"

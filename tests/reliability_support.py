@@ -16,8 +16,9 @@ from pathlib import Path
 
 from helpers import PYTHON, TEST_API_KEY, Collector, run_host, spool_path, wait_for_senders_to_exit
 
-from visivo_telemetry import events, spool
-from visivo_telemetry.spawn import sender_argv
+from visivo_telemetry import _events as events
+from visivo_telemetry import _spool as spool
+from visivo_telemetry._spawn import sender_argv
 
 
 def seed_spool(home: Path, count: int, *, command: str = "seed", age_s: float = 0.0) -> list[str]:

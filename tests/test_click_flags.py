@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry import Telemetry
+from visivo_telemetry._sanitize import is_sensitive_flag
 from visivo_telemetry.integrations.click import instrument
-from visivo_telemetry.sanitize import is_sensitive_flag
 
 MARK = "zqx"
 """Every generated value carries it; no option name does."""

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from visivo_telemetry.events import _encode, dumps
+from visivo_telemetry._events import _encode, dumps
 
 json_values = st.recursive(
     st.none()

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON, ROOT, flush, spool_rows
 
-from visivo_telemetry.spawn import SENDER_ENV
+from visivo_telemetry._spawn import SENDER_ENV
 
 SCRIPTS = ROOT / "scripts"
 COMMAND = ["run", "--threads", "4"]
@@ -156,7 +156,7 @@ import json
 import os
 import sys
 
-from visivo_telemetry.spawn import SENDER_ENV
+from visivo_telemetry._spawn import SENDER_ENV
 
 
 def log(stage):

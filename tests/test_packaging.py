@@ -95,7 +95,7 @@ def import_names(distribution: str) -> set[str]:
 
 def test_the_scan_sees_the_library_and_the_sender():
     files = {path.name for path in installed_sources()}
-    assert {"client.py", "spool.py", "cli.py", "drain.py", "transport.py", "run.py"} <= files
+    assert {"_client.py", "_spool.py", "cli.py", "drain.py", "transport.py", "run.py"} <= files
 
 
 def test_every_runtime_dependency_is_imported_by_installed_code():

@@ -34,7 +34,9 @@ from helpers import (
 from platform_support import WINDOWS_LIKE, hidden_site, proc_stat, processes_seen
 from reliability_support import seed_spool, spool_count, start_sender, trickling_receiver
 
-from visivo_telemetry import events, schema, spawn
+from visivo_telemetry import _events as events
+from visivo_telemetry import _schema as schema
+from visivo_telemetry import _spawn as spawn
 from visivo_telemetry._sender import run
 
 MODES = {
@@ -248,7 +250,7 @@ PROBE = textwrap.dedent(
         pass
     else:
         raise SystemExit("fcntl was not removed")
-    from visivo_telemetry.spawn import sender_alive
+    from visivo_telemetry._spawn import sender_alive
     print(sender_alive(sys.argv[1]))
     """
 )

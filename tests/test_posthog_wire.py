@@ -29,7 +29,9 @@ from helpers import (
 from privacy_support import global_config, project_config, write_text
 from reliability_support import seed_spool
 
-from visivo_telemetry import config, events, spool
+from visivo_telemetry import _config as config
+from visivo_telemetry import _events as events
+from visivo_telemetry import _spool as spool
 
 CANONICAL_UUID_GROUPS = [8, 4, 4, 4, 12]
 HEX = set("0123456789abcdef")

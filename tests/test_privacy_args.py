@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry import Telemetry, sanitize_args
-from visivo_telemetry.sanitize import SENSITIVE_WORDS
-from visivo_telemetry.schema import MAX_ARGS
+from visivo_telemetry._sanitize import SENSITIVE_WORDS
+from visivo_telemetry._schema import MAX_ARGS
 
 PLACEHOLDERS = {"<value>", "<path>", "<redacted>"}
 

@@ -9,7 +9,8 @@ import tempfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from visivo_telemetry import Telemetry, spool
+from visivo_telemetry import Telemetry
+from visivo_telemetry import _spool as spool
 
 _FOLDERS = st.text("abc[]*?{}-_ .", min_size=1, max_size=12).filter(
     lambda t: t.strip(" .") == t and t not in (".", "..")

@@ -19,7 +19,7 @@ from privacy_support import (
     write_text,
 )
 
-from visivo_telemetry import config
+from visivo_telemetry import _config as config
 
 
 def _env_without_host(home, trap: ConnectionTrap, **extra: str) -> dict[str, str]:

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from test_flask_integration import get, start_server
 
 from visivo_telemetry import Telemetry, sanitize_endpoint
+from visivo_telemetry._schema import MAX_ENDPOINT, is_clean_endpoint
 from visivo_telemetry.integrations.flask import rule_template
-from visivo_telemetry.schema import MAX_ENDPOINT, is_clean_endpoint
 
 CASES = {
     "numeric id": ("/api/projects/123", "/api/projects/{id}"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from visivo_telemetry import config
+from visivo_telemetry import _config as config
 
 _WHITESPACE = st.text(" \t\n\r\x0b\x0c", min_size=1, max_size=8)
 

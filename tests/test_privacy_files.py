@@ -14,7 +14,8 @@ import pytest
 from helpers import clean_env, flush, host_code, run_host, spool_path, wait_for_senders_to_exit
 from privacy_support import files_under, mode, spool_commands
 
-from visivo_telemetry import Telemetry, spool
+from visivo_telemetry import Telemetry
+from visivo_telemetry import _spool as spool
 
 OPEN_UMASK = "import os; os.umask(0)\n"
 

@@ -7,8 +7,9 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from visivo_telemetry import Telemetry, config
-from visivo_telemetry.config import _MAX_CONFIG_BYTES
+from visivo_telemetry import Telemetry
+from visivo_telemetry import _config as config
+from visivo_telemetry._config import _MAX_CONFIG_BYTES
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from visivo_telemetry import events, schema
-from visivo_telemetry.events import SAFE_ERROR_TYPE, cli_command_properties
+from visivo_telemetry import _events as events
+from visivo_telemetry import _schema as schema
+from visivo_telemetry._events import SAFE_ERROR_TYPE, cli_command_properties
 
 _NOT_IDENTIFIERS = st.one_of(
     st.lists(

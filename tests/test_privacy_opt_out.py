@@ -25,7 +25,8 @@ from helpers import (
 from privacy_support import files_under, global_config, project_config, write_text
 from reliability_support import as_ordinary_user
 
-from visivo_telemetry import Telemetry, config
+from visivo_telemetry import Telemetry
+from visivo_telemetry import _config as config
 
 SOURCES = ("env:VISIVO_TELEMETRY_DISABLED", "env:DO_NOT_TRACK", "project", "global")
 """In precedence order: the first one that opts out decides."""
@@ -203,7 +204,7 @@ def test_a_directory_or_fifo_in_place_of_a_config_file_means_off(tmp_path, where
 
 def test_an_unreadable_config_file_means_off(tmp_path):
     write_text(global_config(tmp_path), "telemetry_enabled: true\n").chmod(0)
-    code = "from visivo_telemetry import config; print(config.decide(None).decided_by)"
+    code = "from visivo_telemetry._config import decide; print(decide(None).decided_by)"
 
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from visivo_telemetry.events import _ARCHITECTURES, _platform
+from visivo_telemetry._events import _ARCHITECTURES, _platform
 
 _ALLOWED_ARCHS = set(_ARCHITECTURES.values()) | {"other"}
 _NUMERIC = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True)

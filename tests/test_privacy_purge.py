@@ -21,7 +21,7 @@ from privacy_support import files_under, global_config, project_config, spool_co
 
 from visivo_telemetry._sender.run import drain_spool
 from visivo_telemetry._sender.transport import HttpxTransport
-from visivo_telemetry.spawn import sender_argv
+from visivo_telemetry._spawn import sender_argv
 
 
 def _spool_files(home) -> list[str]:

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry import Telemetry
-from visivo_telemetry.sanitize import VISIVO_ROUTE_WORDS
-from visivo_telemetry.schema import is_clean_endpoint
+from visivo_telemetry._sanitize import VISIVO_ROUTE_WORDS
+from visivo_telemetry._schema import is_clean_endpoint
 
 
 def recording_host(project) -> Telemetry:

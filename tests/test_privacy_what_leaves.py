@@ -25,7 +25,7 @@ from privacy_support import spool_commands
 from reliability_support import seed_spool
 from wire_contract import assert_exactly_what_left, items_that_left, strict_json
 
-from visivo_telemetry import events
+from visivo_telemetry import _events as events
 
 API_HOST = textwrap.dedent(
     """

@@ -18,7 +18,7 @@ from helpers import (
 )
 from reliability_support import seed_spool, spool_count, start_sender, trickling_receiver
 
-from visivo_telemetry import schema
+from visivo_telemetry import _schema as schema
 from visivo_telemetry._sender import drain, run
 
 WAL_LIMIT_BYTES = 64 * 1024

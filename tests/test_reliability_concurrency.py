@@ -18,7 +18,7 @@ from helpers import (
 )
 from reliability_support import spool_count, start_sender
 
-from visivo_telemetry import config
+from visivo_telemetry import _config as config
 from visivo_telemetry._sender import run
 
 WRITERS = 8

@@ -15,7 +15,8 @@ from flask import Flask
 from helpers import flush, spool_path, spool_rows, wait_for_senders_to_exit
 from test_flask_integration import get, make_app, start_server
 
-from visivo_telemetry import Telemetry, spool
+from visivo_telemetry import Telemetry
+from visivo_telemetry import _spool as spool
 from visivo_telemetry.integrations.flask import instrument
 
 Key = tuple[str, str, int]

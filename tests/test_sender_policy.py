@@ -17,7 +17,7 @@ import pytest
 from helpers import spool_path
 from reliability_support import seed_spool
 
-from visivo_telemetry import spool
+from visivo_telemetry import _spool as spool
 from visivo_telemetry._sender import drain
 from visivo_telemetry._sender.drain import Drain, Limits
 from visivo_telemetry._sender.transport import Response, TransportError

@@ -31,7 +31,8 @@ from helpers import (
 from reliability_support import seed_spool
 from test_flask_integration import get, start_server
 
-from visivo_telemetry import events, spool
+from visivo_telemetry import _events as events
+from visivo_telemetry import _spool as spool
 
 RELEASED = "f71d8fe"
 """The commit of visivo-telemetry 0.1.0, the last release before spool format 2."""

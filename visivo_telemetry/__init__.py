@@ -6,10 +6,10 @@ with telemetry.command("run", sys.argv[2:]):
     ...
 """
 
+from ._client import Telemetry, set_metric
+from ._sanitize import sanitize_args, sanitize_endpoint
+from ._spawn import run_sender_if_requested
 from ._version import __version__
-from .client import Telemetry, set_metric
-from .sanitize import sanitize_args, sanitize_endpoint
-from .spawn import run_sender_if_requested
 
 __all__ = [
     "Telemetry",

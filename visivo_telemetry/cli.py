@@ -16,8 +16,10 @@ from typing import Any
 
 import click
 
-from . import config, events, spool
-from .user_config import ConfigWriteError, write_flag
+from . import _config as config
+from . import _events as events
+from . import _spool as spool
+from ._user_config import ConfigWriteError, write_flag
 
 KEY_SOURCES = {
     "env": "VISIVO_POSTHOG_API_KEY",

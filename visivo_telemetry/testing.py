@@ -36,7 +36,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import client, events
+from . import _client as client
+from . import _events as events
 
 __all__ = ["capture_events"]
 

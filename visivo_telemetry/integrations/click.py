@@ -32,10 +32,10 @@ from typing import Any
 
 import click
 
-from .. import signals
-from ..client import Telemetry
-from ..sanitize import DeclaredOption, is_number, is_sensitive_flag
-from ..schema import REDACTED
+from .. import _signals as signals
+from .._client import Telemetry
+from .._sanitize import DeclaredOption, is_number, is_sensitive_flag
+from .._schema import REDACTED
 
 UNKNOWN = "unknown-command"
 BARE = "help"

@@ -21,10 +21,11 @@ from typing import Any
 
 from flask import Flask, current_app, request
 
-from .. import client, signals
-from ..client import WINDOW_S, Telemetry
-from ..sanitize import sanitize_endpoint
-from ..schema import is_clean_segment
+from .. import _client as client
+from .. import _signals as signals
+from .._client import WINDOW_S, Telemetry
+from .._sanitize import sanitize_endpoint
+from .._schema import is_clean_segment
 
 QUEUE_LIMIT = 10_000
 """Requests waiting for the writer; beyond this (spool stuck) new ones are dropped, not held."""

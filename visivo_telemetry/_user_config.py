@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from . import config
+from . import _config as config
 
 
 class ConfigWriteError(Exception):

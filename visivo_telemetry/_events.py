@@ -10,9 +10,9 @@ import os
 import sys
 import time
 
-from . import schema
+from . import _schema as schema
+from ._record import Record
 from ._version import __version__ as LIB_VERSION
-from .record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 
-from . import client
+from . import _client as client
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

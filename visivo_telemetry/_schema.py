@@ -9,7 +9,7 @@ is still refused by the sender.
 
 from __future__ import annotations
 
-from .record import Record
+from ._record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

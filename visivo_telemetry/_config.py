@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .record import Record
+from ._record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from .config import is_set
-from .user_config import ConfigWriteError, read_flag, write_flag
+from ._config import is_set
+from ._user_config import ConfigWriteError, read_flag, write_flag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .config import Paths
+    from ._config import Paths
 
 NOTICE_KEY = "telemetry_notice_shown"
 

@@ -18,9 +18,11 @@ import os
 import sys
 import time
 
-from . import config, events, spool
-from .sanitize import sanitize_args, sanitize_endpoint
-from .spawn import reap, sender_alive, spawn_sender
+from . import _config as config
+from . import _events as events
+from . import _spool as spool
+from ._sanitize import sanitize_args, sanitize_endpoint
+from ._spawn import reap, sender_alive, spawn_sender
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -270,7 +272,7 @@ class Telemetry:
         if not self._has_key or _capture is not None:
             return None
         try:
-            from .notice import first_run_notice
+            from ._notice import first_run_notice
 
             return first_run_notice(self.enabled, self._paths)
         except Exception:

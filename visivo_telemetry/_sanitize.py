@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .schema import (
+from ._schema import (
     DIGITS,
     ENDPOINT_PLACEHOLDERS,
     LETTERS,

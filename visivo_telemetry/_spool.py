@@ -11,7 +11,7 @@ import os
 import stat
 import time
 
-from .events import Event, Row, window_properties
+from ._events import Event, Row, window_properties
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
