@@ -1,6 +1,6 @@
 """Child processes of the benchmark, one job each, each printing one JSON line.
 
-    python scripts/bench_worker.py hotpath N          time _record_command/request in a warm process
+    python scripts/bench_worker.py hotpath N          time command()/request() in a warm process
     python scripts/bench_worker.py writer N START OUT append N events at full speed from START
     python scripts/bench_worker.py fill N             bulk-insert N valid events into the spool
     python scripts/bench_worker.py drain BUDGET       run the real sender's deliver() once
@@ -18,10 +18,11 @@ ARGS = ["--threads", "4", "--dag-filter", "+my_chart+", "--output-dir", "/tmp/ou
 
 
 def hotpath(n: int) -> None:
-    """Cold import and first event, then `n` warm `_record_command` and `request` calls each.
+    """Cold import and first event, then `n` warm `command()` blocks and `request` calls each.
 
-    Only recording is timed: `_record_command` and `request` sanitize, build, validate and
-    INSERT into the spool; neither starts a sender (that happens in `finish()`, never called).
+    Only recording is timed: each sanitizes, builds, validates and INSERTs into the spool. The
+    first command's end starts the process's one sender (to a refusing receiver, so the rows
+    stay); later ones start none.
     """
     before = set(sys.modules)
     import time
@@ -33,10 +34,10 @@ def hotpath(n: int) -> None:
     imported = clock()
     telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
     constructed = clock()
-    telemetry._record_command("run", ARGS, 12.5)
+    _command(telemetry, "run", ARGS)
     first = clock()
     after_first = set(sys.modules)
-    commands = _time_calls(n, clock, lambda: telemetry._record_command("run", ARGS, 12.5))
+    commands = _time_calls(n, clock, lambda: _command(telemetry, "run", ARGS))
     requests = _time_calls(n, clock, lambda: telemetry.request("GET", "/api/trace/42/", 200, 3.5))
     after = set(sys.modules)
     _emit(
@@ -53,6 +54,12 @@ def hotpath(n: int) -> None:
             "rows": _spool_rows(),
         }
     )
+
+
+def _command(telemetry, name: str, args: list) -> None:
+    """One command as a host records it: an empty `with telemetry.command(...)` block."""
+    with telemetry.command(name, args):
+        pass
 
 
 def _time_calls(n: int, clock, call) -> list:
@@ -73,13 +80,11 @@ def writer(n: int, start_at: float, out: str) -> None:
     from visivo_telemetry import Telemetry
 
     telemetry = Telemetry(version=VERSION, project_dir=".", api_key=POSTHOG_KEY)
-    telemetry._record_command("warmup", [], 1.0)
+    _command(telemetry, "warmup", [])
     while time.time() < start_at:
         time.sleep(0.001)
     began = time.time()
-    latencies = _time_calls(
-        n, time.perf_counter, lambda: telemetry._record_command("run", ARGS, 12.5)
-    )
+    latencies = _time_calls(n, time.perf_counter, lambda: _command(telemetry, "run", ARGS))
     ended = time.time()
     with open(out, "w") as handle:
         json.dump({"began": began, "ended": ended, "latencies": latencies}, handle)
@@ -148,12 +153,12 @@ def poller(minutes: float, scale: float, window_s: float) -> None:
     from flask import Flask
 
     from visivo_telemetry import Telemetry
-    from visivo_telemetry import _client as client
+    from visivo_telemetry import _tuning as tuning
     from visivo_telemetry.integrations import flask as integration
 
-    integration.FLUSH_S = 1.0 / scale
-    client.WINDOW_GRACE_S = 5.0 / scale
-    client.SERVER_SPAWN_INTERVAL_S = 60.0 / scale
+    tuning.FLUSH_S = 1.0 / scale
+    tuning.WINDOW_GRACE_S = 5.0 / scale
+    tuning.SERVER_SPAWN_INTERVAL_S = 60.0 / scale
 
     def make_app() -> Flask:
         app = Flask("bench_poller")

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from visivo_telemetry import Telemetry
+from visivo_telemetry import _pipeline
 
 DOCUMENTED_COMMON_KEYS = {
     "visivo_version",
@@ -44,14 +44,21 @@ DOCUMENTED_API_KEYS = DOCUMENTED_COMMON_KEYS | {
 
 
 def spool_commands(project: Path, commands: Iterable[tuple[str, list]] = (("run", []),)) -> int:
-    """Record commands with the real `Telemetry` in this process (HOME from the env); no sender."""
-    telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
-    assert telemetry.enabled, telemetry.decided_by
+    """Record commands through the host's real pipeline in this process (HOME from the env):
+    decided, sanitized, built and spooled exactly as `Telemetry` does, but with no launcher,
+    so no sender starts and the test decides when one runs."""
+    app = _pipeline.App("1.4.0", "phc_test_key", None, str(project))
+    pipeline = _pipeline.production(app, long_running=False)
+    assert pipeline.enabled, pipeline.opt_out.decided_by
+    pipeline.launcher = None
     count = 0
     for name, args in commands:
-        telemetry._record_command(name, args, 12.5)
+        try:  # the boundary `Telemetry` keeps: nothing raises into the host
+            pipeline.record_command(name, args, 12.5, None, {})
+        except Exception:
+            pass
         count += 1
-    telemetry.close()
+    pipeline.sink.close()
     return count
 
 

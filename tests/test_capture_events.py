@@ -161,16 +161,76 @@ def test_flask_requests_are_captured_when_each_response_returns(home, no_process
     assert everything_under(home) == []
 
 
-@pytest.mark.parametrize("how", ["env", "project", "global", "no key"])
-def test_what_production_would_not_record_is_not_captured(home, project, monkeypatch, how):
-    api_key: str | None = KEY
-    if how == "env":
+def _opt_out_the_developer(how: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if how == "DO_NOT_TRACK":
         monkeypatch.setenv("DO_NOT_TRACK", "1")
-    elif how == "project":
-        (project / "project.visivo.yml").write_text("defaults:\n  telemetry_enabled: false\n")
-    elif how == "global":
+    elif how == "VISIVO_TELEMETRY_DISABLED":
+        monkeypatch.setenv("VISIVO_TELEMETRY_DISABLED", "1")
+    else:
         (home / ".visivo").mkdir()
         (home / ".visivo" / "config.yml").write_text("telemetry_enabled: false\n")
+
+
+@pytest.mark.parametrize("how", ["DO_NOT_TRACK", "VISIVO_TELEMETRY_DISABLED", "config.yml"])
+def test_a_developer_who_opted_out_captures_what_production_records(
+    home, project, monkeypatch, how, no_process_started
+):
+    """The host's tests must pass on a privacy-minded developer's machine: the developer's own
+    opt-out decides what their own telemetry does, never what a test captures."""
+    _opt_out_the_developer(how, home, monkeypatch)
+    before = everything_under(home)
+    monkeypatch.chdir(project)
+    cli = visivo_like_cli()
+    telemetry = Telemetry("2.2.1", api_key=KEY)  # made at import, on the opted-out machine
+    instrument(cli, telemetry)
+    assert not telemetry.enabled
+
+    with capture_events() as captured:
+        assert CliRunner().invoke(cli, ["run", "-th", "4"]).exit_code == 0
+
+    assert [e["properties"]["command"] for e in captured] == ["run"]
+    assert captured[0]["properties"]["job_count"] == 12
+    assert everything_under(home) == before, "capturing wrote nothing and purged nothing"
+    assert not telemetry.enabled, "outside the block the developer's opt-out holds again"
+
+
+def test_the_developers_own_destination_and_debug_settings_do_not_count(home, monkeypatch, capsys):
+    monkeypatch.setenv("VISIVO_TELEMETRY_DEBUG", "1")
+    monkeypatch.setenv("VISIVO_POSTHOG_API_KEY", "phx_personal_key")  # not usable: ignored
+    telemetry = Telemetry("2.2.1", api_key=KEY, project_dir=None)
+    with capture_events() as captured, telemetry.command("run", []):
+        pass
+    assert [e["properties"]["command"] for e in captured] == ["run"]
+    assert capsys.readouterr().err == "", "no debug line: the capture is the output"
+
+
+def test_a_test_may_capture_as_if_the_user_opted_out(home, project, monkeypatch):
+    monkeypatch.chdir(project)
+    cli = visivo_like_cli()
+    telemetry = Telemetry("2.2.1", api_key=KEY)
+    instrument(cli, telemetry)
+    with capture_events(opted_out=True) as captured:
+        assert not telemetry.enabled
+        assert CliRunner().invoke(cli, ["run"]).exit_code == 0
+    assert captured == []
+    assert everything_under(home) == [], "an opt-out while capturing purges nothing either"
+
+
+def test_a_flask_app_instrumented_on_an_opted_out_machine_is_captured(home, monkeypatch):
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    app = Flask("visivo_api")
+    app.add_url_rule("/api/projects/<int:project_id>/", "project", lambda project_id: {})
+    flask_integration.instrument(app, Telemetry("2.2.1", api_key=KEY, project_dir=None))
+    with capture_events() as captured:
+        assert app.test_client().get("/api/projects/7/").status_code == 200
+    assert [e["properties"]["endpoint"] for e in captured] == ["/api/projects/{project_id}/"]
+
+
+@pytest.mark.parametrize("how", ["project", "no key"])
+def test_what_the_host_itself_would_not_record_is_not_captured(home, project, monkeypatch, how):
+    api_key: str | None = KEY
+    if how == "project":
+        (project / "project.visivo.yml").write_text("defaults:\n  telemetry_enabled: false\n")
     else:
         api_key = None
     before = everything_under(home)
@@ -187,12 +247,16 @@ def test_what_production_would_not_record_is_not_captured(home, project, monkeyp
 
 def test_a_telemetry_created_inside_the_block_purges_nothing(home, monkeypatch):
     spool = home / ".visivo" / "telemetry.db"
-    Telemetry("2.2.1", api_key=KEY, project_dir=None)._record_command("run", [], 1.0)
+    with Telemetry("2.2.1", api_key=KEY, project_dir=None).command("run", []):
+        pass
     assert spool.exists()
     monkeypatch.setenv("VISIVO_TELEMETRY_DISABLED", "1")
     with capture_events() as captured:
-        Telemetry("2.2.1", api_key=KEY, project_dir=None)._record_command("run", [], 1.0)
-    assert captured == [] and spool.exists(), "capturing touches nothing under HOME"
+        telemetry = Telemetry("2.2.1", api_key=KEY, project_dir=None)
+        with telemetry.command("run", []):
+            pass
+    assert len(captured) == 1, "the developer's opt-out does not decide what a test captures"
+    assert spool.exists(), "capturing touches nothing under HOME"
 
 
 class _Terminal:

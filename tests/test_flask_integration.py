@@ -127,14 +127,20 @@ def test_a_request_does_not_wait_for_the_spool(home):
     assert sum(row["request_count"] for row in spool_rows(home)) == 21
 
 
-def test_telemetry_off_leaves_the_app_untouched(home, monkeypatch):
+def test_telemetry_off_starts_nothing_and_records_nothing(home, monkeypatch):
+    """Off, the middleware only passes requests through: no writer thread, no signal handler,
+    no file (it stays wired so that a test's `capture_events()` can turn it on)."""
     monkeypatch.setenv("VISIVO_TELEMETRY_DISABLED", "1")
     app = make_app()
+    threads_before = {t.name for t in threading.enumerate()}
+    handler_before = signal.getsignal(signal.SIGTERM)
     recorder = instrument(app, Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=None))
-    assert "wsgi_app" not in vars(app), "no middleware when telemetry is off"
-    assert app.test_client().get("/api/projects/1/").status_code == 200
+    for _ in range(3):
+        assert app.test_client().get("/api/projects/1/").status_code == 200
     recorder.drain()
-    assert not spool_path(home).exists()
+    assert {t.name for t in threading.enumerate()} == threads_before
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+    assert not (home / ".visivo").exists()
 
 
 def free_port() -> int:

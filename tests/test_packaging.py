@@ -28,7 +28,7 @@ DIST = "visivo-telemetry"
 KNOWN_IMPORT_NAMES = {"pyyaml": {"yaml"}}
 """Distributions whose import name is not their own; used only if the installed metadata
 (`packages_distributions`) cannot tell."""
-OPTIONAL_INTEGRATIONS = {"flask": "flask"}
+OPTIONAL_INTEGRATIONS = {"flask": "flask", "typer": "typer"}
 """Imported only by an integration module whose host already has it: import name → extra."""
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 

@@ -72,7 +72,8 @@ def test_the_allowlist_is_the_documented_list():
 def test_metrics_outside_the_allowlist_are_never_recorded(home, project):
     telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
     metrics = {"project_name": "acme", "sql": "select 1", "job_count": 3, "object_counts": "x"}
-    telemetry._record_command("run", [], 5.0, None, metrics)
+    with telemetry.command("run") as command:
+        command.metrics.update(metrics)
     telemetry.close()
 
     (row,) = spool_rows(home)

@@ -488,15 +488,18 @@ def test_no_value_ever_reaches_the_spool(home, project, parts):
     """The spooled JSON is exactly what will be sent: argv shows up only as placeholders."""
     case = _build(parts)
     telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
-    telemetry._record_command("run", [], 7.0)
-    telemetry._record_command("run", case.argv, 7.0)
+    with telemetry.command("run", []):
+        pass
+    with telemetry.command("run", case.argv):
+        pass
     telemetry.close()
     *_, baseline, row = spool_rows(home)
     stored = json.dumps(row["properties"], ensure_ascii=False)
     unrelated = json.dumps(baseline["properties"], ensure_ascii=False)
     vocabulary = _vocabulary(case.argv)
 
-    assert {**row["properties"], "command_args": []} == baseline["properties"]
+    measured = {"command_args": [], "duration_ms": 0}
+    assert {**row["properties"], **measured} == {**baseline["properties"], **measured}
     assert set(row["properties"]["command_args"]) <= vocabulary
     for value in _distinctive(case.values, vocabulary):
         if value not in unrelated:

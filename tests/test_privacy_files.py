@@ -36,7 +36,8 @@ def test_the_write_ahead_log_and_shared_memory_files_are_private(home, project):
     previous = os.umask(0)
     try:
         telemetry = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=project)
-        telemetry._record_command("run", ["--threads", "4"], 5.0)
+        with telemetry.command("run", ["--threads", "4"]):
+            pass
         db = spool_path(home)
         side_files = [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm")]
         try:

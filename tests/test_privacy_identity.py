@@ -16,9 +16,10 @@ from reliability_support import seed_spool
 TWO_COMMANDS = """
 from visivo_telemetry import Telemetry
 t = Telemetry(version="1.4.0", api_key="phc_test_key", project_dir=".")
-t._record_command("run", [], 1.0)
-t._record_command("compile", [], 1.0)
-t._finish()
+with t.command("run", []):
+    pass
+with t.command("compile", []):
+    pass
 """
 
 

@@ -93,9 +93,8 @@ def test_debug_mode_says_which_metric_was_dropped(home, project, monkeypatch, ca
     from visivo_telemetry import Telemetry
 
     telemetry = Telemetry("1.4.0", project_dir=project, api_key="phc_test_key")
-    telemetry._record_command(
-        "compile", [], 1.0, None, {"object_counts": {"Sales Dashboard": 3}, "job_count": -1}
-    )
+    with telemetry.command("compile") as command:
+        command.metrics.update({"object_counts": {"Sales Dashboard": 3}, "job_count": -1})
     lines = capsys.readouterr().err.splitlines()
     assert lines[:2] == [
         "visivo-telemetry: metric job_count dropped: run only",

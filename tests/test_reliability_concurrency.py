@@ -38,10 +38,10 @@ WRITER = textwrap.dedent(
     w, stop = sys.argv[1], sys.argv[2]
     i = 0
     while i < {at_most} and (i < {at_least} or not os.path.exists(stop)):
-        t._record_command("run", ["--w" + w, "--i" + str(i)], 1.0)
+        with t.command("run", ["--w" + w, "--i" + str(i)]):
+            pass
         i += 1
         time.sleep(0.001)
-    t._finish()
     print(i)
     """
 ).format(at_least=AT_LEAST, at_most=AT_MOST)

@@ -20,14 +20,15 @@ MANY_THREADS = textwrap.dedent(
     def serve(n):
         for i in range({EACH}):
             t.request("GET", "/api/charts/", 200, 1.0)
-            t._record_command("run", ["--t" + str(n), "--i" + str(i)], 1.0)
+            with t.command("run", ["--t" + str(n), "--i" + str(i)]):
+                pass
 
     threads = [threading.Thread(target=serve, args=(n,)) for n in range({THREADS})]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    t._start_sender_when_due(force=True)
+    t.close()
     """
 )
 
@@ -43,14 +44,16 @@ PRE_FORK = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             for i in range(20):
-                t._record_command("run", ["--w" + str(w), "--i" + str(i)], 1.0)
-            t._start_sender_when_due(force=True)
+                with t.command("run", ["--w" + str(w), "--i" + str(i)]):
+                    pass
+            t.close()
             os._exit(0)
         workers.append(pid)
     for pid in workers:
         assert os.waitpid(pid, 0)[1] == 0
-    t._record_command("run", ["--parent-after"], 1.0)
-    t._start_sender_when_due(force=True)
+    with t.command("run", ["--parent-after"]):
+        pass
+    t.close()
     """
 )
 
@@ -117,7 +120,8 @@ FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
 
     def busy():
         while not stop.is_set():
-            t._record_command("run", ["--busy"], 1.0)
+            with t.command("run", ["--busy"]):
+                pass
 
     thread = threading.Thread(target=busy)
     thread.start()
@@ -126,7 +130,8 @@ FORK_WHILE_A_THREAD_RECORDS = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             signal.alarm(2)
-            t._record_command("run", ["--child"], 1.0)
+            with t.command("run", ["--child"]):
+                pass
             os._exit(0)
         hung += os.waitpid(pid, 0)[1] != 0
         if hung:

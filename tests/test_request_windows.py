@@ -16,6 +16,7 @@ from helpers import flush, spool_path, spool_rows, wait_for_senders_to_exit
 from test_flask_integration import get, make_app, start_server
 
 from visivo_telemetry import Telemetry
+from visivo_telemetry import _events as events
 from visivo_telemetry import _spool as spool
 from visivo_telemetry.integrations.flask import instrument
 
@@ -220,15 +221,21 @@ def test_counts_added_while_a_sender_holds_the_window_are_kept_for_the_next_even
     """A sender took a closed window (it is sending it); counts for that window that arrive
     meanwhile (a writer that stalled past the window's grace) start a row of their own, so the
     sender's delete after its 2xx cannot take them along."""
-    telemetry = Telemetry("1.4.0", api_key="phc_test_key", project_dir=None)
     start = time.time() - 120  # a window that has ended: sendable
-    late = [("GET", "/api/projects/", 200, start, 1, 2.0, start)]
-    telemetry._count_requests(late, None)
+    key = f"{events.session_id()} {start:.6f} GET 200 /api/projects/"
+
+    def one_request() -> tuple[object, ...]:
+        """A count for that window, as a host's writer adds it (an event built each time)."""
+        props = events.api_request_properties("GET", "/api/projects/", 200, 2.0)
+        event = events.build("api_request", "1.4.0", props)
+        return (key, event.uuid, events.iso_utc(start), event.properties_json, 1, 2.0, start)
+
     conn = spool.connect(str(spool_path(home)))
     try:
+        spool.add_request_counts(conn, [one_request()])
         taken = spool.claim(conn, 100, 120.0, time.time())
         assert [json.loads(row.properties)["request_count"] for row in taken] == [1]
-        telemetry._count_requests(late * 2, None)  # the same window, two more
+        spool.add_request_counts(conn, [one_request(), one_request()])  # the same window, two more
         spool.delete(conn, taken)  # the receiver answered 2xx
     finally:
         conn.close()

@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 
-from . import _client as client
+from ._sinks import spool_idle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -237,10 +237,8 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 
 
 def _run_callbacks(signum: int, fatal: bool) -> None:
-    if fatal:
-        if not client._SPOOL_LOCK.acquire(timeout=LOCK_WAIT_S):
-            return
-        client._SPOOL_LOCK.release()
+    if fatal and not spool_idle(LOCK_WAIT_S):
+        return
     for callback, signums in reversed(list(_callbacks)):
         if signum in signums:
             try:

@@ -2,10 +2,7 @@
 
     from visivo_telemetry.testing import capture_events
 
-    def test_run_records_its_job_count(tmp_path, monkeypatch):
-        monkeypatch.setenv("HOME", str(tmp_path))           # no opt-out of the developer's
-        monkeypatch.delenv("VISIVO_TELEMETRY_DISABLED", raising=False)
-        monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    def test_run_records_its_job_count():
         with capture_events() as captured:
             CliRunner().invoke(visivo, ["run"])
         [event] = captured
@@ -18,10 +15,12 @@ debug mode prints (`event`, `uuid`, `timestamp`, `distinct_id`, `properties`). N
 under `HOME` (no spool, no first-run notice, no purge), no process is started, nothing is printed
 (debug mode's explanations of a dropped metric aside).
 
-What production would not record is not captured either: with telemetry off (the environment,
-the project's `project.visivo.yml`, the user's `~/.visivo/config.yml`) or without a usable
-PostHog key the list stays empty. A host's tests construct `Telemetry` with its real key, as
-production does, and run with a clean `HOME` and environment.
+The developer's own settings do not count: a machine that opted out (`DO_NOT_TRACK`,
+`VISIVO_TELEMETRY_DISABLED`, `~/.visivo/config.yml`) captures the same events as any other, and
+the user's key, host and debug overrides are ignored. What the host itself decides still does:
+a project whose `project.visivo.yml` opts out, or an application that gives no usable PostHog
+key, captures nothing, as production would record nothing. `capture_events(opted_out=True)`
+captures as if the user had opted out: nothing.
 
 The Flask integration's requests are counted in the request thread while capturing, so each
 response's request is in the list when the test client returns: one item per endpoint, method,
@@ -36,55 +35,101 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _client as client
 from . import _events as events
+from . import _pipeline
+from ._destination import application_settings
+from ._opt_out import OptOut
+from ._precedence import Decision, project_decision
+from ._sinks import NullSink, Window
 
 __all__ = ["capture_events"]
 
 
-class _Capture:
-    """Where `Telemetry` hands its built events while a capture runs."""
+class _CaptureSink:
+    """Where built events go while a capture runs: the batch items the sender would send."""
+
+    synchronous = True
+    """Each request is counted as it happens, so it is in the list when the response returns."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self._windows: dict[str, tuple[dict[str, Any], events.Event, int, float]] = {}
+        self._windows: dict[str, tuple[dict[str, Any], Window, int, float]] = {}
         self._lock = threading.Lock()
 
     def add(self, event: events.Event) -> None:
-        item = _as_sent(event, event.properties_json, "events")
+        item = _as_sent(event, event.created_at, event.properties_json, "events")
         if item is not None:
             with self._lock:
                 self.events.append(item)
 
-    def add_window(self, key: str, event: events.Event, count: int, total_ms: float) -> None:
-        """Counts for a request window: added to its item, as the spool adds them to its row."""
+    def add_windows(self, windows: list[Window]) -> None:
+        """Counts added to their window's item, as the spool adds them to its row."""
         with self._lock:
-            item, first, seen, seen_ms = self._windows.get(key, ({}, event, 0, 0.0))
-            seen, seen_ms = seen + count, seen_ms + total_ms
-            properties = events.window_properties(first.properties_json, seen, seen_ms)
-            sent = _as_sent(first, properties, "request_windows")
-            if sent is None:
-                return
-            if not item:
-                self.events.append(item)
-            item.clear()
-            item.update(sent)
-            self._windows[key] = (item, first, seen, seen_ms)
+            for window in windows:
+                item, first, seen, seen_ms = self._windows.get(window.key, ({}, window, 0, 0.0))
+                seen, seen_ms = seen + window.count, seen_ms + window.duration_ms_total
+                properties = events.window_properties(first.event.properties_json, seen, seen_ms)
+                sent = _as_sent(first.event, first.created_at, properties, "request_windows")
+                if sent is None:
+                    continue
+                if not item:
+                    self.events.append(item)
+                item.clear()
+                item.update(sent)
+                self._windows[window.key] = (item, first, seen, seen_ms)
+
+    def close_windows(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-def _as_sent(event: events.Event, properties: str, table: str) -> dict[str, Any] | None:
+def _as_sent(
+    event: events.Event, created_at: str, properties: str, table: str
+) -> dict[str, Any] | None:
     """The batch item the sender would send for this row; None where it would refuse it."""
-    row = events.Row(0, event.uuid, event.event, event.created_at, properties, table)
+    row = events.Row(0, event.uuid, event.event, created_at, properties, table)
     wire = events.wire_json(row)
     return None if wire is None else json.loads(wire)
 
 
+class _Capture:
+    """The environment `capture_events()` installs: a pipeline per `Telemetry` that decides
+    without the developer's own settings and hands its events to one capture sink."""
+
+    def __init__(self, opted_out: bool) -> None:
+        self.sink = _CaptureSink()
+        self._opted_out = opted_out
+        self._pipelines: dict[int, _pipeline.Pipeline] = {}
+        """By the identity of each `Telemetry`'s `App` (its pipeline keeps the `App` alive)."""
+
+    def pipeline_for(self, app: _pipeline.App) -> _pipeline.Pipeline:
+        pipeline = self._pipelines.get(id(app))
+        if pipeline is None:
+            opt_out = OptOut(app.project_dir, self._decide, _nothing)
+            settings = application_settings(app.api_key, app.host)
+            sink = NullSink() if settings.key_error else self.sink
+            pipeline = self._pipelines[id(app)] = _pipeline.Pipeline(app, opt_out, settings, sink)
+        return pipeline
+
+    def _decide(self, project_dir: str | None) -> Decision:
+        if self._opted_out:
+            return Decision(False, "capture")
+        return project_decision(project_dir) or Decision(True, "default")
+
+
+def _nothing() -> None:
+    pass
+
+
 @contextmanager
-def capture_events() -> Iterator[list[dict[str, Any]]]:
-    """Capture the events recorded inside the block instead of spooling or sending them."""
-    capture = _Capture()
-    previous, client._capture = client._capture, capture
+def capture_events(*, opted_out: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Capture the events recorded inside the block instead of spooling or sending them;
+    `opted_out=True` records as a user who opted out would: nothing."""
+    capture = _Capture(opted_out)
+    _pipeline.install(capture)
     try:
-        yield capture.events
+        yield capture.sink.events
     finally:
-        client._capture = previous
+        _pipeline.uninstall(capture)

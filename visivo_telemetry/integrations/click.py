@@ -32,15 +32,22 @@ from typing import Any
 
 import click
 
-from .. import _signals as signals
-from .._client import Telemetry
-from .._sanitize import DeclaredOption, is_number, is_sensitive_flag
-from .._schema import REDACTED
+from .. import Telemetry
+from . import (
+    REDACTED,
+    VALUE,
+    Command,
+    DeclaredOption,
+    is_number,
+    is_sensitive_flag,
+    on_signal,
+    remove_signal_callback,
+)
 
 UNKNOWN = "unknown-command"
 BARE = "help"
 """A run that names no command (`--help`, `--version`, bare): Visivo 2.2.1's own name."""
-MASKED = "<value>"
+MASKED = VALUE
 _RUN_KEY = "visivo_telemetry.run"
 _WRAPPED = "_visivo_telemetry_instrumented"
 _PARSE_WRAPPED = "_visivo_telemetry_parse_instrumented"
@@ -73,8 +80,9 @@ class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
     def __init__(self, wiring: _Wiring) -> None:
-        self.telemetry = wiring.telemetry
-        self.recorder = wiring.telemetry.command(BARE, (), started_at=wiring.take_started_at())
+        self.recorder: Command = wiring.telemetry.command(
+            BARE, (), started_at=wiring.take_started_at()
+        )
         self.path: list[str] = []
         self.done = False
         self.noticed = False
@@ -82,7 +90,7 @@ class _Run:
 
     def __enter__(self) -> _Run:
         self.recorder.__enter__()
-        signals.register(self.on_signal)
+        on_signal(self.on_signal)
         return self
 
     def on_signal(self, signum: int, fatal: bool) -> None:
@@ -101,15 +109,12 @@ class _Run:
         if self.done:
             return False
         self.done = True
-        signals.unregister(self.on_signal)
+        remove_signal_callback(self.on_signal)
         if exc_type is None and not _FORWARDS_EXCEPTIONS:
             exc_type, exc, traceback = sys.exc_info()
         if exc_type is None and self.signalled is not None:
             exc_type = _signal_error(self.signalled)
-        try:
-            self.recorder.__exit__(exc_type, exc, traceback)
-        finally:
-            self.telemetry._end_command_decision()
+        self.recorder.__exit__(exc_type, exc, traceback)
         return False
 
     def resolved(self, name: str, args: list[object]) -> None:
@@ -251,13 +256,17 @@ def mask_undeclared_flags(args: list[str], spec: _Spec) -> list[object]:
     return _Walk(args, spec).run()
 
 
-def _run_of(ctx: click.Context, wiring: _Wiring, show_notice: bool) -> _Run:
+def _masked(args: list[str], command: click.Command, ctx: click.Context) -> list[object]:
+    return mask_undeclared_flags(args, _Spec(command, ctx))
+
+
+def _run_of(ctx: click.Context, wiring: _Wiring) -> _Run | None:
+    """The run this context belongs to; a new one only while telemetry is on (read per run:
+    a test's `capture_events()` turns it on for an opted-out developer)."""
     root = ctx.find_root()
     run = root.meta.get(_RUN_KEY)
-    if run is None:
+    if run is None and wiring.telemetry.enabled:
         run = root.meta[_RUN_KEY] = root.with_resource(_Run(wiring))
-    if show_notice:
-        _notice_once(run, wiring)
     return run
 
 
@@ -280,13 +289,15 @@ def _wrap_parse(command: click.Command, wiring: _Wiring) -> None:
     def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.resilient_parsing:
             return original(ctx, args)
+        given = list(args)  # click's parser consumes the list it is given
         run: _Run | None = None
-        if is_group and ctx.parent is None:
+        if ctx.parent is None:
             try:
-                run = _run_of(ctx, wiring, show_notice=False)
+                run = _run_of(ctx, wiring)
+                if run is not None and not is_group:  # a one-command CLI: it is the command
+                    run.resolved(command.name or BARE, _masked(given, command, ctx))
             except Exception:
                 run = None
-        given = list(args)  # click's parser consumes the list it is given
         try:
             rest = original(ctx, args)
         except BaseException:
@@ -313,9 +324,11 @@ def _parsed(
         if wiring.project_dir_param:
             project_dir = _project_dir(ctx, command, args, wiring.project_dir_param, failed)
             if project_dir is not None:
-                wiring.telemetry._decide_for_project(project_dir)
-        leaf = failed or not isinstance(command, click.Group)
-        if ctx.parent is not None and leaf:
+                run.recorder.works_on(project_dir)
+        is_group = isinstance(command, click.Group)
+        if (ctx.parent is not None and (failed or not is_group)) or (
+            ctx.parent is None and not is_group and not failed
+        ):
             _notice_once(run, wiring)
     except Exception:
         pass
@@ -384,7 +397,9 @@ def _wrap(group: click.Group, wiring: _Wiring) -> None:
 
     def _note(ctx: click.Context, command: click.Command | None, rest: list[str]) -> None:
         try:
-            run = _run_of(ctx, wiring, show_notice=False)
+            run = _run_of(ctx, wiring)
+            if run is None:
+                return
             if command is None or not command.name:
                 run.resolved(UNKNOWN, [])
                 _notice_once(run, wiring)
@@ -393,7 +408,7 @@ def _wrap(group: click.Group, wiring: _Wiring) -> None:
                 _wrap(command, wiring)
             else:
                 _wrap_parse(command, wiring)
-            run.resolved(command.name, mask_undeclared_flags(rest, _Spec(command, ctx)))
+            run.resolved(command.name, _masked(rest, command, ctx))
         except Exception:
             pass
 
@@ -403,28 +418,60 @@ def _wrap(group: click.Group, wiring: _Wiring) -> None:
 
 
 def instrument(
-    group: click.Group,
+    cli: click.Command | Any,
     telemetry: Telemetry,
     *,
     show_notice: bool = True,
     project_dir_param: str | None = None,
     started_at: float | None = None,
-) -> None:
-    """Record each command run through `group`; show the first-run notice if `show_notice`.
+) -> click.Command:
+    """Record each run of `cli` (a click group, a one-command click CLI, or a Typer app);
+    show the first-run notice if `show_notice`. Returns the click command that records.
 
-    `project_dir_param` names the parameter holding the project a command works on (Visivo's
-    `working_dir`, from `-w/--working-dir`): once the command's parameters are parsed, an
-    opt-out in that project's `project.visivo.yml` wins, and the run writes nothing at all.
-    `started_at` (a `time.perf_counter()` reading, e.g. taken at the import of the CLI module)
-    is where the process's first run measures its `duration_ms` from; by default, and for
-    every later run, each run measures from the moment click starts parsing it.
+    A Typer app builds a new click command each time it is called, so run the one returned
+    (`main = instrument(app, telemetry)`, then `main()` as the entry point). `project_dir_param`
+    names the parameter holding the project a command works on (Visivo's `working_dir`, from
+    `-w/--working-dir`): once the command's parameters are parsed, an opt-out in that
+    project's `project.visivo.yml` wins, and the run writes nothing at all. `started_at` (a
+    `time.perf_counter()` reading, e.g. taken at the import of the CLI module) is where the
+    process's first run measures its `duration_ms` from; by default, and for every later run,
+    each run measures from the moment click starts parsing it.
+
+    Wiring is cheap and always done; whether a run records is decided as it starts, so a test
+    that captures events sees them even where the developer opted out.
     """
-    if telemetry.enabled:
-        _wrap_all(group, _Wiring(telemetry, show_notice, project_dir_param, started_at))
+    command = _click_command_of(cli)
+    if not isinstance(telemetry, Telemetry):
+        raise TypeError(
+            f"instrument() needs a visivo_telemetry.Telemetry, got {type(telemetry).__name__}"
+        )
+    wiring = _Wiring(telemetry, show_notice, project_dir_param, started_at)
+    try:
+        _wrap_all(command, wiring)
+    except Exception:
+        pass
+    return command
 
 
-def _wrap_all(group: click.Group, wiring: _Wiring) -> None:
-    _wrap(group, wiring)
-    for command in list(group.commands.values()):
-        if isinstance(command, click.Group):
-            _wrap_all(command, wiring)
+def _click_command_of(cli: object) -> click.Command:
+    """`cli` itself when it is a click command; a Typer app's click command."""
+    if isinstance(cli, click.Command):
+        return cli
+    if type(cli).__module__.split(".")[0] == "typer" and hasattr(cli, "registered_commands"):
+        import typer.main
+
+        return typer.main.get_command(cli)  # type: ignore[arg-type]
+    raise TypeError(
+        "instrument() needs a click.Group, a click.Command or a typer.Typer app, "
+        f"got {type(cli).__name__}"
+    )
+
+
+def _wrap_all(command: click.Command, wiring: _Wiring) -> None:
+    if not isinstance(command, click.Group):
+        _wrap_parse(command, wiring)
+        return
+    _wrap(command, wiring)
+    for sub in list(command.commands.values()):
+        if isinstance(sub, click.Group):
+            _wrap_all(sub, wiring)

@@ -1,0 +1,7 @@
+"""TEMPORARY until the tuning module lands."""
+
+SERVER_BATCH_READY = 100
+SERVER_SPAWN_INTERVAL_S = 60.0
+WINDOW_S = 60.0
+WINDOW_GRACE_S = 5.0
+FLUSH_S = 1.0
