@@ -18,8 +18,8 @@ The integration API:
   `drain()` at shutdown; it drains by itself at interpreter exit and on a fatal SIGTERM.
   `WINDOW_S` is the default window.
 - `on_signal(callback, signums)` / `remove_signal_callback(callback)`: `callback(signum,
-  fatal)` runs when SIGTERM or SIGINT arrives, before it takes effect; the process then ends
-  exactly as it would have without us.
+  fatal)` runs when one of `signums` (`INTERRUPT_OR_TERMINATE`, the default, or `TERMINATE`)
+  arrives, before it takes effect; the process then ends exactly as it would have without us.
 - For naming what a parser saw: `DeclaredOption(text, sensitive)` marks a token the host's own
   parser knows is one of its options (kept as typed by `sanitize_args`), `is_sensitive_flag`,
   `is_number`, the placeholders `REDACTED` and `VALUE`; for routes, `is_clean_segment` (a

@@ -51,7 +51,22 @@ MASKED = VALUE
 _RUN_KEY = "visivo_telemetry.run"
 _WRAPPED = "_visivo_telemetry_instrumented"
 _PARSE_WRAPPED = "_visivo_telemetry_parse_instrumented"
-_FORWARDS_EXCEPTIONS = hasattr(click.Context, "_close_with_exception_info")
+
+
+def _is_group(command: object) -> bool:
+    """A command with subcommands: click's `Group`, or a Typer group on Typer's own copy of
+    click (Typer 0.2x vendors click, so its classes are not `click`'s)."""
+    return callable(getattr(command, "resolve_command", None)) and isinstance(
+        getattr(command, "commands", None), dict
+    )
+
+
+def _is_command(command: object) -> bool:
+    return all(callable(getattr(command, name, None)) for name in ("parse_args", "get_params"))
+
+
+def _is_option(param: object) -> bool:
+    return getattr(param, "param_type_name", None) == "option"
 
 
 class _Wiring:
@@ -79,10 +94,12 @@ class _Wiring:
 class _Run:
     """One invocation of the root group: the command path so far and its recorder."""
 
-    def __init__(self, wiring: _Wiring) -> None:
+    def __init__(self, wiring: _Wiring, root: click.Context) -> None:
         self.recorder: Command = wiring.telemetry.command(
             BARE, (), started_at=wiring.take_started_at()
         )
+        self.forwards_exceptions = hasattr(root, "_close_with_exception_info")
+        """click ≥ 8.3 hands the exception that ends the run to its context's resources."""
         self.path: list[str] = []
         self.done = False
         self.noticed = False
@@ -110,7 +127,7 @@ class _Run:
             return False
         self.done = True
         remove_signal_callback(self.on_signal)
-        if exc_type is None and not _FORWARDS_EXCEPTIONS:
+        if exc_type is None and not self.forwards_exceptions:
             exc_type, exc, traceback = sys.exc_info()
         if exc_type is None and self.signalled is not None:
             exc_type = _signal_error(self.signalled)
@@ -152,7 +169,7 @@ class _Spec:
         self.interspersed = settings.get("allow_interspersed_args", command.allow_interspersed_args)
         self.options: dict[str, _Opt] = {}
         for param in command.get_params(ctx):
-            if isinstance(param, click.Option):
+            if _is_option(param):
                 takes_value = not param.is_flag and not param.count
                 for name in (*param.opts, *param.secondary_opts):
                     self.options[self._norm(name)] = _Opt(name, param, takes_value)
@@ -266,7 +283,7 @@ def _run_of(ctx: click.Context, wiring: _Wiring) -> _Run | None:
     root = ctx.find_root()
     run = root.meta.get(_RUN_KEY)
     if run is None and wiring.telemetry.enabled:
-        run = root.meta[_RUN_KEY] = root.with_resource(_Run(wiring))
+        run = root.meta[_RUN_KEY] = root.with_resource(_Run(wiring, root))
     return run
 
 
@@ -284,7 +301,7 @@ def _wrap_parse(command: click.Command, wiring: _Wiring) -> None:
     if getattr(command, _PARSE_WRAPPED, False):
         return
     original: Callable[..., Any] = command.parse_args
-    is_group = isinstance(command, click.Group)
+    is_group = _is_group(command)
 
     def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.resilient_parsing:
@@ -325,7 +342,7 @@ def _parsed(
             project_dir = _project_dir(ctx, command, args, wiring.project_dir_param, failed)
             if project_dir is not None:
                 run.recorder.works_on(project_dir)
-        is_group = isinstance(command, click.Group)
+        is_group = _is_group(command)
         if (ctx.parent is not None and (failed or not is_group)) or (
             ctx.parent is None and not is_group and not failed
         ):
@@ -349,7 +366,7 @@ def _raw_option_value(
     command: click.Command, ctx: click.Context, args: list[str], name: str
 ) -> str | None:
     """The last value given to option `name` in argv (`-w d`, `--working-dir=d`, `-wd`)."""
-    options = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    options = [p for p in command.get_params(ctx) if _is_option(p)]
     opts = next((o.opts for o in options if o.name == name and not o.is_flag), None)
     if not opts:
         return None
@@ -404,7 +421,7 @@ def _wrap(group: click.Group, wiring: _Wiring) -> None:
                 run.resolved(UNKNOWN, [])
                 _notice_once(run, wiring)
                 return
-            if isinstance(command, click.Group):
+            if _is_group(command):
                 _wrap(command, wiring)
             else:
                 _wrap_parse(command, wiring)
@@ -455,8 +472,8 @@ def instrument(
 
 def _click_command_of(cli: object) -> click.Command:
     """`cli` itself when it is a click command; a Typer app's click command."""
-    if isinstance(cli, click.Command):
-        return cli
+    if _is_command(cli):
+        return cli  # type: ignore[return-value]
     if type(cli).__module__.split(".")[0] == "typer" and hasattr(cli, "registered_commands"):
         import typer.main
 
@@ -468,10 +485,10 @@ def _click_command_of(cli: object) -> click.Command:
 
 
 def _wrap_all(command: click.Command, wiring: _Wiring) -> None:
-    if not isinstance(command, click.Group):
+    if not _is_group(command):
         _wrap_parse(command, wiring)
         return
     _wrap(command, wiring)
     for sub in list(command.commands.values()):
-        if isinstance(sub, click.Group):
+        if _is_group(sub):
             _wrap_all(sub, wiring)
