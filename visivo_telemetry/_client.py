@@ -18,8 +18,10 @@ import os
 import sys
 import time
 
-from . import _config as config
+from . import _destination as destination
 from . import _events as events
+from . import _files as files
+from . import _precedence as precedence
 from . import _spool as spool
 from ._sanitize import sanitize_args, sanitize_endpoint
 from ._spawn import reap, sender_alive, spawn_sender
@@ -188,21 +190,21 @@ class Telemetry:
         self._children: list[int] = []
         self._since_spawn = 0
         self._last_spawn = 0.0
-        self._paths: config.Paths | None = None
-        self._settings: config.Settings | None = None
+        self._paths: files.Paths | None = None
+        self._settings: destination.Settings | None = None
         self._project_dir: str | None = None
-        self._command_decision: config.Decision | None = None
+        self._command_decision: precedence.Decision | None = None
         try:
             if project_dir is not None:
                 self._project_dir = os.path.abspath(os.fspath(project_dir))
-            decision = config.decide(project_dir)
-            self._paths = config.paths()
+            decision = precedence.decide(project_dir)
+            self._paths = files.paths()
             if decision.enabled and self._paths is not None:
-                self._settings = config.settings(None, api_key, host)
+                self._settings = destination.settings(None, api_key, host)
             elif self._paths is not None and _capture is None:
                 spool.purge(self._paths.db)
         except Exception:
-            decision = config.Decision(False, "error")
+            decision = precedence.Decision(False, "error")
         self._decision = decision
 
     @property
@@ -221,11 +223,11 @@ class Telemetry:
         """A command works on `project_dir` (its `--working-dir`), not the folder decided at
         start: that project's opt-out turns telemetry off until `_end_command_decision`, and
         the spool is purged as for any "off". It can only turn telemetry off, and the
-        environment and user's file keep their precedence (`config.decide` reads them again).
+        environment and user's file keep their precedence (`precedence.decide` reads them again).
         """
         if not self.enabled or os.path.abspath(os.fspath(project_dir)) == self._project_dir:
             return
-        decision = config.decide(project_dir)
+        decision = precedence.decide(project_dir)
         if not decision.enabled:
             self._command_decision = decision
             self._purge_spool()
@@ -240,7 +242,7 @@ class Telemetry:
     def _opted_out_meanwhile(self) -> bool:
         """Whether the command itself opted out (Visivo's `telemetry off` writes the user's
         file): the environment and that file are read again before its event is written."""
-        decision = config.decide(None)
+        decision = precedence.decide(None)
         if decision.enabled:
             return False
         self._decision = decision

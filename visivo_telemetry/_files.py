@@ -1,16 +1,77 @@
-"""Read and write one boolean key of `~/.visivo/config.yml`, keeping the rest of the file.
+"""Telemetry's files: where they are, reading one safely, writing a flag into the user's config.
 
-Line-based, so the user's other keys, comments and layout survive `enable`, `disable` and the
-first-run notice. Reading needs no PyYAML (the notice check runs in every CLI process); a write
-is checked with PyYAML before it replaces the file, so we never leave a file that means
-something other than what we wrote.
+Reading is bounded and never blocks, whatever a config path turns out to be (a FIFO, a huge
+file); what the bytes say is `_yaml_scan`'s. Writing is line-based, so the user's other keys,
+comments and layout survive `enable`, `disable` and the first-run notice; a write is checked
+with PyYAML before it replaces the file, so we never leave a file that means something other
+than what we wrote.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
-from . import _config as config
+from ._record import Record
+from ._words import word
+
+
+class Paths(Record):
+    """Where telemetry keeps its files (str each): home, db, lock, config; all in `~/.visivo`."""
+
+    _fields = ("home", "db", "lock", "config")
+
+
+def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
+    """The files under `~/.visivo`, or None when there is no usable absolute home."""
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    if not home or not os.path.isabs(home):
+        return None
+    base = os.path.join(home, ".visivo")
+    return Paths(
+        base,
+        os.path.join(base, "telemetry.db"),
+        os.path.join(base, "telemetry.lock"),
+        os.path.join(base, "config.yml"),
+    )
+
+
+class Unreadable(Exception):
+    """A config file that mentions telemetry but cannot be read as a YAML mapping."""
+
+
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_regular(path: str) -> bytes | None:
+    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
+
+    A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Unreadable(path) from error
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable(path)
+        chunks: list[bytes] = []
+        size = 0
+        while size < _MAX_CONFIG_BYTES:
+            chunk = os.read(fd, _MAX_CONFIG_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size >= _MAX_CONFIG_BYTES and os.read(fd, 1):
+            raise Unreadable(path)  # not read entirely: a late opt-out would be missed
+        return b"".join(chunks)
+    except OSError as error:
+        raise Unreadable(path) from error
+    finally:
+        os.close(fd)
 
 
 class ConfigWriteError(Exception):
@@ -18,54 +79,39 @@ class ConfigWriteError(Exception):
 
 
 def _matches(line: str, key: str) -> bool:
-    """A top-level `key:` line (no indentation), the only form we read or rewrite."""
+    """A top-level `key:` line (no indentation), the only form we rewrite."""
     if not line.startswith(key):
         return False
     return line[len(key) :].lstrip(" \t").startswith(":")
 
 
-def _value_and_comment(line: str) -> tuple[str, str]:
-    """`key: value   # note` → (`value`, `   # note`), the comment with its spacing."""
+def _comment(line: str) -> str:
+    """`key: value   # note` → `   # note`: the comment with its spacing, or nothing."""
     rest = line.split(":", 1)[1].rstrip("\r\n")
     for index in range(1, len(rest)):
         if rest[index] == "#" and rest[index - 1] in " \t":
-            start = len(rest[:index].rstrip(" \t"))
-            return rest[:start].strip(), rest[start:]
-    return rest.strip(), ""
-
-
-def read_flag(path: str, key: str) -> bool | None:
-    """The value of a top-level boolean `key` (last one wins), or None when absent or unclear."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read(1 << 20).splitlines()
-    except OSError:
-        return None
-    found: bool | None = None
-    for line in lines:
-        if _matches(line, key):
-            found = config.word(_value_and_comment(line)[0])
-    return found
+            return rest[len(rest[:index].rstrip(" \t")) :]
+    return ""
 
 
 def _rewrite(text: str, key: str, value: bool) -> str:
-    word = "true" if value else "false"
+    spelled = "true" if value else "false"
     lines = text.splitlines(keepends=True)
     replaced = False
     for index, line in enumerate(lines):
         if _matches(line, key):
             ending = line[len(line.rstrip("\r\n")) :] or "\n"
-            lines[index] = f"{key}: {word}{_value_and_comment(line)[1]}{ending}"
+            lines[index] = f"{key}: {spelled}{_comment(line)}{ending}"
             replaced = True
     if not replaced:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
-        lines.append(f"{key}: {word}\n")
+        lines.append(f"{key}: {spelled}\n")
     return "".join(lines)
 
 
 def _means(text: str, key: str, value: bool) -> bool:
-    """Whether `text` reads back as `key: value` the way `config.decide` reads it."""
+    """Whether `text` reads back as `key: value` the way `decide` reads it."""
     import yaml
 
     try:
@@ -75,7 +121,7 @@ def _means(text: str, key: str, value: bool) -> bool:
         return value is False
     if not isinstance(parsed, dict) or key not in parsed:
         return False
-    return config.word(parsed[key]) is value
+    return word(parsed[key]) is value
 
 
 def _read_text(path: str) -> str:
