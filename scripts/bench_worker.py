@@ -94,12 +94,12 @@ def fill(n: int) -> None:
     """Spool `n` valid events in one transaction (built by the real event builder)."""
     import time
 
-    from visivo_telemetry import _config as config
     from visivo_telemetry import _events as events
     from visivo_telemetry import _spool as spool
+    from visivo_telemetry._files import paths
 
     started = time.perf_counter()
-    conn = spool.connect(config.paths().db)
+    conn = spool.connect(paths().db)
     rows = []
     for i in range(n):
         props = events.cli_command_properties("run", ["--threads", "<value>"], i % 997, None, {})

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-from visivo_telemetry import _config as config
+from visivo_telemetry import _destination as destination
 from visivo_telemetry import _spool as spool
 from visivo_telemetry._events import Row, from_newer_library, iso_utc, part_body, wire_json
+from visivo_telemetry._precedence import decide
 
 from .transport import Response, Transport, TransportError
 
@@ -192,9 +193,9 @@ class Drain:
         """Claim and send batch after batch; the reason it stopped."""
         ahead: list[tuple[Row, str]] | None = None
         while True:
-            if not config.decide(None, self.env).enabled:
+            if not decide(None, self.env).enabled:
                 return Stop.OPTED_OUT
-            settings = config.settings(self.env, *spool.destination(self.conn))
+            settings = destination.settings(self.env, *spool.destination(self.conn))
             if settings.key_error:
                 spool.set_state(self.conn, spool.LAST_ERROR, Stop.NO_API_KEY.value)
                 return Stop.NO_API_KEY
@@ -224,7 +225,7 @@ class Drain:
         return self._validated(rows) if rows else None
 
     def _post_in_background(
-        self, settings: config.Settings, part: list[tuple[Row, str]]
+        self, settings: destination.Settings, part: list[tuple[Row, str]]
     ) -> Callable[[], Response]:
         """Start POSTing a whole batch; the next batch is validated while the receiver works."""
         if self._poster is None:
@@ -235,7 +236,7 @@ class Drain:
     def _deliver(
         self,
         valid: list[tuple[Row, str]],
-        settings: config.Settings,
+        settings: destination.Settings,
         answer: Callable[[], Response] | None = None,
     ) -> bool:
         """Conclude one batch whose POST may already be under way; False after a failure."""
@@ -266,7 +267,7 @@ class Drain:
     def _post(
         self,
         part: list[tuple[Row, str]],
-        settings: config.Settings,
+        settings: destination.Settings,
         split: Split,
         answer_of_started_post: Callable[[], Response] | None = None,
     ) -> Failure | None:

@@ -14,8 +14,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from visivo_telemetry import _config as config
 from visivo_telemetry import _spool as spool
+from visivo_telemetry._files import paths
+from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
 
 from .drain import Drain, Outcome, Stop
@@ -99,10 +100,10 @@ def deliver(
     After releasing the lock we look at the spool once more: a host that appended while we
     were finishing saw the lock held and did not start a sender, so its events are ours.
     """
-    where = config.paths()
+    where = paths()
     if where is None or not os.path.exists(where.db):
         return Outcome()
-    if not config.decide(None).enabled:
+    if not decide(None).enabled:
         spool.purge(where.db)
         return Outcome(stopped_because=Stop.OPTED_OUT)
     deadline = time.monotonic() + budget_s

@@ -10,7 +10,8 @@ import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from visivo_telemetry._config import parse_flat, word
+from visivo_telemetry._words import word
+from visivo_telemetry._yaml_scan import parse_flat
 
 KEYS = ["telemetry_enabled", "telemetry_debug", "posthog_host", "posthog_api_key", "name"]
 FLAT_WORDS = [

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers import PYTHON, ROOT, clean_env, run_stderr_on, wait_for_senders_to_exit
 
+from visivo_telemetry._files import Unreadable, paths
+from visivo_telemetry._notice import NOTICE_KEY
+from visivo_telemetry._yaml_scan import read_flag
+
 HOST = """\
 import sys
 from visivo_telemetry import Telemetry
@@ -86,3 +90,30 @@ def test_the_click_cli_shows_the_notice_on_its_first_run_only(home, project):
     assert first.startswith("Visivo collects anonymous usage data")
     assert second == ""
     assert wait_for_senders_to_exit(home) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("telemetry_notice_shown: 'true'  # quoted, as YAML allows\n", True),
+        ("a: 1\ntelemetry_notice_shown: off\n", False),
+        ("nested:\n  telemetry_notice_shown: true\n", None),
+    ],
+)
+def test_the_notice_flag_is_read_as_the_opt_out_is(home, text, flag):
+    (home / ".visivo").mkdir()
+    (home / ".visivo" / "config.yml").write_text(text)
+
+    assert read_flag(paths({"HOME": str(home)}), NOTICE_KEY) is flag
+
+
+def test_an_unclear_notice_flag_shows_nothing_rather_than_every_time(home, project):
+    config = home / ".visivo" / "config.yml"
+    config.parent.mkdir()
+    text = "telemetry_notice_shown: false\ntelemetry_notice_shown: true\n"
+    config.write_text(text)
+
+    with pytest.raises(Unreadable):
+        read_flag(paths({"HOME": str(home)}), NOTICE_KEY)
+    assert host(clean_env(home), project) == ""
+    assert config.read_text() == text

@@ -29,7 +29,7 @@ from helpers import (
 from privacy_support import global_config, project_config, write_text
 from reliability_support import seed_spool
 
-from visivo_telemetry import _config as config
+from visivo_telemetry import _destination as destination
 from visivo_telemetry import _events as events
 from visivo_telemetry import _spool as spool
 
@@ -273,8 +273,8 @@ def test_fresh_events_never_carry_historical_migration(env, home, project, colle
 def test_posthogs_app_hosts_are_mapped_to_their_ingestion_hosts(home, given, used):
     env = {"HOME": str(home)}
 
-    assert config.settings(env, "phc_app", given).host == used
-    assert config.settings({**env, "VISIVO_POSTHOG_HOST": given}, "phc_app").host == used
+    assert destination.settings(env, "phc_app", given).host == used
+    assert destination.settings({**env, "VISIVO_POSTHOG_HOST": given}, "phc_app").host == used
 
 
 def test_status_shows_the_host_actually_used(home):
@@ -294,8 +294,8 @@ def test_status_shows_the_host_actually_used(home):
     "key", ["", "phx_personal_key_of_a_user", "phc_" + "x" * 61, "phc_with space\x00"]
 )
 def test_a_key_capture_would_refuse_is_never_used(home, key):
-    assert config.settings({"HOME": str(home)}, key).key_error is not None
+    assert destination.settings({"HOME": str(home)}, key).key_error is not None
 
 
 def test_a_well_formed_key_is_accepted(home):
-    assert config.settings({"HOME": str(home)}, TEST_API_KEY).key_error is None
+    assert destination.settings({"HOME": str(home)}, TEST_API_KEY).key_error is None

@@ -19,7 +19,7 @@ from privacy_support import (
     write_text,
 )
 
-from visivo_telemetry import _config as config
+from visivo_telemetry import _destination as destination
 
 
 def _env_without_host(home, trap: ConnectionTrap, **extra: str) -> dict[str, str]:
@@ -58,13 +58,13 @@ def test_settings_come_from_the_environment_before_the_user_config(home):
     )
     env = {"HOME": str(home)}
 
-    from_file = config.settings(env)
+    from_file = destination.settings(env)
     env_settings = {
         "VISIVO_POSTHOG_HOST": "https://x.example",
         "VISIVO_POSTHOG_API_KEY": "phc_env",
         "VISIVO_TELEMETRY_DEBUG": "1",
     }
-    from_env = config.settings({**env, **env_settings})
+    from_env = destination.settings({**env, **env_settings})
 
     assert from_file == ("https://eu.i.posthog.com", "phc_file", False, None, None, "global")
     assert from_env == ("https://x.example", "phc_env", True, None, None, "env")
@@ -88,7 +88,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("host", REFUSED)
 def test_plain_http_to_anything_but_loopback_is_refused_in_the_check(host):
-    assert config.check_host(host.format(port=9)) is not None
+    assert destination.check_host(host.format(port=9)) is not None
 
 
 ALLOWED = [
@@ -105,7 +105,7 @@ ALLOWED = [
 
 @pytest.mark.parametrize("host", ALLOWED)
 def test_https_and_loopback_http_are_allowed(host):
-    assert config.check_host(host) is None
+    assert destination.check_host(host) is None
 
 
 @pytest.mark.parametrize("host", REFUSED[:6])

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from visivo_telemetry import Telemetry
-from visivo_telemetry import _config as config
-from visivo_telemetry._config import _MAX_CONFIG_BYTES
+from visivo_telemetry import _yaml_scan as yaml_scan
+from visivo_telemetry._files import _MAX_CONFIG_BYTES, Unreadable
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -104,10 +104,10 @@ def _documents(draw: st.DrawFn) -> str:
 def _loaded_opts_out(data: bytes) -> bool:
     """The oracle: build the document with PyYAML (refusing a repeated key), then look."""
     try:
-        mapping = config._load_yaml(data, "project.visivo.yml", (config.ENABLED_KEY,))
-    except config.Unreadable:
+        mapping = yaml_scan._load_yaml(data, "project.visivo.yml", (yaml_scan.ENABLED_KEY,))
+    except Unreadable:
         return True
-    return mapping is not None and config._opts_out_anywhere(mapping)
+    return mapping is not None and yaml_scan.opts_out_anywhere(mapping)
 
 
 @settings(max_examples=600, deadline=None)
@@ -121,7 +121,7 @@ def _loaded_opts_out(data: bytes) -> bool:
 def test_the_events_decide_what_building_the_document_decides(text):
     data = text.encode()
     try:
-        found = config._events_opt_out(yaml, _LOADER(data))
+        found = yaml_scan._events_opt_out(yaml, _LOADER(data))
     except Exception:
         found = True  # project_opts_out: an error reading events is Unreadable, off
     event("built instead" if found is None else f"events: {'off' if found else 'no opt-out'}")
@@ -152,11 +152,11 @@ def test_a_large_project_file_is_decided_from_its_events(tmp_path):
         assert len(text) < _MAX_CONFIG_BYTES
         path.write_text(text)
         try:
-            decided = config.project_opts_out(str(path))
-        except config.Unreadable:
+            decided = yaml_scan.project_opts_out(str(path))
+        except Unreadable:
             decided = True  # what `decide` makes of it: off
         try:
-            judged = config._events_opt_out(yaml, _LOADER(text.encode()))
+            judged = yaml_scan._events_opt_out(yaml, _LOADER(text.encode()))
         except Exception:
             judged = True  # a parse or construction error: Unreadable, off
         assert (decided, judged, _loaded_opts_out(text.encode())) == (off, off, off), (head, tail)

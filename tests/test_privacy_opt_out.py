@@ -1,7 +1,7 @@
 """Privacy notice: "How to opt out" — the first source that says "off" wins, and only an
 opt-out decides; every spelling is honoured, and a file we cannot read never turns telemetry on.
 
-The big matrix runs `config.decide` in-process (it reads real files in a temp HOME and project);
+The big matrix runs `precedence.decide` in-process (it reads real files in a temp HOME and project);
 a few real host processes then prove the same decisions hold on the real path.
 """
 
@@ -26,7 +26,7 @@ from privacy_support import files_under, global_config, project_config, write_te
 from reliability_support import as_ordinary_user
 
 from visivo_telemetry import Telemetry
-from visivo_telemetry import _config as config
+from visivo_telemetry import _precedence as precedence
 
 SOURCES = ("env:VISIVO_TELEMETRY_DISABLED", "env:DO_NOT_TRACK", "project", "global")
 """In precedence order: the first one that opts out decides."""
@@ -42,7 +42,7 @@ SAYS = {
 }
 
 
-def _decide(home: Path, project: Path, states: dict[str, str]) -> config.Decision:
+def _decide(home: Path, project: Path, states: dict[str, str]) -> precedence.Decision:
     """Set each source as `states` says ("off", "on" or absent), then decide."""
     env = {"HOME": str(home)}
     for source, state in states.items():
@@ -53,7 +53,7 @@ def _decide(home: Path, project: Path, states: dict[str, str]) -> config.Decisio
             write_text(
                 project_config(project) if source == "project" else global_config(home), text
             )
-    return config.decide(project, env=env)
+    return precedence.decide(project, env=env)
 
 
 def _expected(states: dict[str, str]) -> tuple[bool, str]:
@@ -110,7 +110,7 @@ def test_every_yaml_spelling_is_honoured(tmp_path, where, value, enabled):
     else:
         write_text(global_config(home), f"telemetry_enabled: {value}\n")
 
-    decision = config.decide(project, env={"HOME": str(home)})
+    decision = precedence.decide(project, env={"HOME": str(home)})
 
     assert decision.enabled is enabled
     assert decision.decided_by == ("default" if enabled else where)
@@ -136,7 +136,7 @@ def _env_cases():
 
 @pytest.mark.parametrize("name, value, enabled", list(_env_cases()))
 def test_every_environment_spelling_is_honoured(tmp_path, name, value, enabled):
-    decision = config.decide(tmp_path, env={"HOME": str(tmp_path), name: value})
+    decision = precedence.decide(tmp_path, env={"HOME": str(tmp_path), name: value})
 
     assert decision.enabled is enabled
     assert decision.decided_by == ("default" if enabled else f"env:{name}")
@@ -169,7 +169,7 @@ def test_a_malformed_file_never_turns_telemetry_on(tmp_path, where, content):
     project.mkdir()
     write_text(project_config(project) if where == "project" else global_config(home), content)
 
-    decision = config.decide(project, env={"HOME": str(home)})
+    decision = precedence.decide(project, env={"HOME": str(home)})
 
     assert (decision.enabled, decision.decided_by) == (False, where)
 
@@ -186,7 +186,11 @@ SAYS_NOTHING = {
 def test_a_project_file_that_says_nothing_about_telemetry_decides_nothing(tmp_path, content):
     write_text(project_config(tmp_path), content)
 
-    assert config.decide(tmp_path, env={"HOME": str(tmp_path / "home")}) == (True, "default", None)
+    assert precedence.decide(tmp_path, env={"HOME": str(tmp_path / "home")}) == (
+        True,
+        "default",
+        None,
+    )
 
 
 @pytest.mark.parametrize("where", ["project", "global"])
@@ -195,16 +199,16 @@ def test_a_directory_or_fifo_in_place_of_a_config_file_means_off(tmp_path, where
     path = project_config(project) if where == "project" else global_config(home)
     path.mkdir(parents=True)
     project.mkdir(exist_ok=True)
-    assert config.decide(project, env={"HOME": str(home)}).decided_by == where
+    assert precedence.decide(project, env={"HOME": str(home)}).decided_by == where
 
     path.rmdir()
     os.mkfifo(path)
-    assert config.decide(project, env={"HOME": str(home)}).decided_by == where
+    assert precedence.decide(project, env={"HOME": str(home)}).decided_by == where
 
 
 def test_an_unreadable_config_file_means_off(tmp_path):
     write_text(global_config(tmp_path), "telemetry_enabled: true\n").chmod(0)
-    code = "from visivo_telemetry._config import decide; print(decide(None).decided_by)"
+    code = "from visivo_telemetry._precedence import decide; print(decide(None).decided_by)"
 
     result = subprocess.run(
         [sys.executable, "-c", code],

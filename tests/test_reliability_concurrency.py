@@ -18,7 +18,7 @@ from helpers import (
 )
 from reliability_support import spool_count, start_sender
 
-from visivo_telemetry import _config as config
+from visivo_telemetry._files import paths
 from visivo_telemetry._sender import run
 
 WRITERS = 8
@@ -126,7 +126,7 @@ def test_an_event_recorded_during_the_hand_off_is_never_stranded(env, home, proj
 
 def test_a_host_sees_a_held_lock_as_a_live_sender(env, home, project, collector):
     """The other side of the hand-off: while the lock is held, a host spawns nothing."""
-    where = config.paths()
+    where = paths()
     assert where is not None
     where_dir = home / ".visivo"
     where_dir.mkdir(mode=0o700, exist_ok=True)

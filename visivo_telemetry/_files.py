@@ -1,3 +1,176 @@
-"""TEMPORARY shim until the config split lands."""
+"""Telemetry's files: where they are, reading one safely, writing a flag into the user's config.
 
-from ._config import Paths, paths  # noqa: F401
+Reading is bounded and never blocks, whatever a config path turns out to be (a FIFO, a huge
+file); what the bytes say is `_yaml_scan`'s. Writing is line-based, so the user's other keys,
+comments and layout survive `enable`, `disable` and the first-run notice; a write is checked
+with PyYAML before it replaces the file, so we never leave a file that means something other
+than what we wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ._record import Record
+from ._words import word
+
+
+class Paths(Record):
+    """Where telemetry keeps its files (str each): home, db, lock, config; all in `~/.visivo`."""
+
+    _fields = ("home", "db", "lock", "config")
+
+
+def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
+    """The files under `~/.visivo`, or None when there is no usable absolute home."""
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    if not home or not os.path.isabs(home):
+        return None
+    base = os.path.join(home, ".visivo")
+    return Paths(
+        base,
+        os.path.join(base, "telemetry.db"),
+        os.path.join(base, "telemetry.lock"),
+        os.path.join(base, "config.yml"),
+    )
+
+
+class Unreadable(Exception):
+    """A config file that mentions telemetry but cannot be read as a YAML mapping."""
+
+
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_regular(path: str) -> bytes | None:
+    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
+
+    A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Unreadable(path) from error
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable(path)
+        chunks: list[bytes] = []
+        size = 0
+        while size < _MAX_CONFIG_BYTES:
+            chunk = os.read(fd, _MAX_CONFIG_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size >= _MAX_CONFIG_BYTES and os.read(fd, 1):
+            raise Unreadable(path)  # not read entirely: a late opt-out would be missed
+        return b"".join(chunks)
+    except OSError as error:
+        raise Unreadable(path) from error
+    finally:
+        os.close(fd)
+
+
+class ConfigWriteError(Exception):
+    """The user's config could not be updated; the message is one line for the terminal."""
+
+
+def _matches(line: str, key: str) -> bool:
+    """A top-level `key:` line (no indentation), the only form we rewrite."""
+    if not line.startswith(key):
+        return False
+    return line[len(key) :].lstrip(" \t").startswith(":")
+
+
+def _comment(line: str) -> str:
+    """`key: value   # note` → `   # note`: the comment with its spacing, or nothing."""
+    rest = line.split(":", 1)[1].rstrip("\r\n")
+    for index in range(1, len(rest)):
+        if rest[index] == "#" and rest[index - 1] in " \t":
+            return rest[len(rest[:index].rstrip(" \t")) :]
+    return ""
+
+
+def _rewrite(text: str, key: str, value: bool) -> str:
+    spelled = "true" if value else "false"
+    lines = text.splitlines(keepends=True)
+    replaced = False
+    for index, line in enumerate(lines):
+        if _matches(line, key):
+            ending = line[len(line.rstrip("\r\n")) :] or "\n"
+            lines[index] = f"{key}: {spelled}{_comment(line)}{ending}"
+            replaced = True
+    if not replaced:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"{key}: {spelled}\n")
+    return "".join(lines)
+
+
+def _means(text: str, key: str, value: bool) -> bool:
+    """Whether `text` reads back as `key: value` the way `decide` reads it."""
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        # `decide` treats an unparsable file that mentions telemetry as an opt-out.
+        return value is False
+    if not isinstance(parsed, dict) or key not in parsed:
+        return False
+    return word(parsed[key]) is value
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError:
+        raise ConfigWriteError(f"cannot update {path}: it is not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigWriteError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _write_private(path: str, text: str) -> None:
+    """Replace `path` atomically with a 0600 file; a symlinked config is written through."""
+    target = os.path.realpath(path)
+    temporary = f"{target}.tmp-{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_flag(path: str, key: str, value: bool) -> None:
+    """Set top-level `key` to true/false in the YAML file at `path`, creating it privately."""
+    directory = os.path.dirname(path)
+    try:
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise ConfigWriteError(f"cannot write {path}: {directory} is not a directory")
+        if not os.path.isdir(directory):
+            os.mkdir(directory, 0o700)
+        text = _read_text(path)
+        updated = _rewrite(text, key, value)
+        if not _means(updated, key, value):
+            raise ConfigWriteError(
+                f"cannot update {path}: it is not a plain YAML mapping; "
+                f"add `{key}: {'true' if value else 'false'}` by hand"
+            )
+        if updated != text:
+            _write_private(path, updated)
+    except OSError as error:
+        raise ConfigWriteError(f"cannot write {path}: {error.strerror or error}") from None

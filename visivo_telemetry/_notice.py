@@ -2,7 +2,8 @@
 
 Remembered as `telemetry_notice_shown: true` in `~/.visivo/config.yml`. Never shown in CI or
 when stderr is not a terminal (nobody would read it, and scripts parse stderr). When the answer
-cannot be remembered (unwritable home) it is not shown, rather than shown on every run.
+cannot be remembered (unwritable home), or the file is unclear about it, it is not shown,
+rather than shown on every run.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-from ._config import is_set
-from ._user_config import ConfigWriteError, read_flag, write_flag
+from ._files import ConfigWriteError, Unreadable, write_flag
+from ._words import is_set
+from ._yaml_scan import read_flag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._config import Paths
+    from ._files import Paths
 
 NOTICE_KEY = "telemetry_notice_shown"
 
@@ -29,7 +31,7 @@ or VISIVO_TELEMETRY_DISABLED=1 (DO_NOT_TRACK=1 works too). This notice is shown 
 
 def in_ci(env: dict[str, str] | os._Environ[str] | None = None) -> bool:
     """Whether we run under CI (`CI` set to anything but empty, `0` or `false`)."""
-    return is_set((os.environ if env is None else env).get("CI"))
+    return is_set((os.environ if env is None else env).get("CI"), "CI")
 
 
 def _stderr_is_terminal() -> bool:
@@ -43,7 +45,10 @@ def first_run_notice(enabled: bool, paths: Paths | None) -> str | None:
     """The notice text the first time on this machine at a terminal; None otherwise."""
     if not enabled or paths is None or in_ci() or not _stderr_is_terminal():
         return None
-    if read_flag(paths.config, NOTICE_KEY):
+    try:
+        if read_flag(paths, NOTICE_KEY):
+            return None
+    except Unreadable:
         return None
     try:
         write_flag(paths.config, NOTICE_KEY, True)

@@ -16,10 +16,12 @@ from typing import Any
 
 import click
 
-from . import _config as config
+from . import _destination as destination
 from . import _events as events
+from . import _precedence as precedence
 from . import _spool as spool
-from ._user_config import ConfigWriteError, write_flag
+from ._files import ConfigWriteError, Paths, paths, write_flag
+from ._yaml_scan import ENABLED_KEY
 
 KEY_SOURCES = {
     "env": "VISIVO_POSTHOG_API_KEY",
@@ -31,8 +33,8 @@ SENDER_WAIT_S = 35.0
 """A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
 
 
-def _paths() -> config.Paths:
-    where = config.paths()
+def _paths() -> Paths:
+    where = paths()
     if where is None:
         raise click.ClickException("no usable home directory (HOME is unset or not absolute)")
     return where
@@ -80,13 +82,13 @@ def _span(seconds: float) -> str:
     return f"{int(seconds)} s"
 
 
-def _source(decision: config.Decision) -> str | None:
+def _source(decision: precedence.Decision) -> str | None:
     if decision.decided_by.startswith("env:"):
         return decision.decided_by[4:]
     return decision.source_path
 
 
-def _reason(decision: config.Decision) -> str:
+def _reason(decision: precedence.Decision) -> str:
     source = _source(decision)
     return {
         "default": "no opt-out found",
@@ -96,9 +98,9 @@ def _reason(decision: config.Decision) -> str:
     }.get(decision.decided_by, f"{source} is set" if source else decision.decided_by)
 
 
-def _destination(where: config.Paths) -> config.Settings:
+def _destination(where: Paths) -> destination.Settings:
     """Where a sender started now would send: the user's choice, else the application's."""
-    return config.settings(None, *_read(where.db, spool.destination, (None, None)))
+    return destination.settings(None, *_read(where.db, spool.destination, (None, None)))
 
 
 def _masked(api_key: str | None) -> str | None:
@@ -108,14 +110,14 @@ def _masked(api_key: str | None) -> str | None:
 
 def collect_status(project_dir: str) -> dict[str, Any]:
     """Everything `status` reports, as plain data (the `--json` output)."""
-    decision = config.decide(project_dir)
+    decision = precedence.decide(project_dir)
     where = _paths()
     exists = os.path.exists(where.db)
     (pending, oldest), state = _read(
         where.db, lambda conn: (spool.summary(conn), spool.all_state(conn)), ((0, None), {})
     )
     app_key, app_host = state.get(spool.APP_KEY_STATE), state.get(spool.APP_HOST_STATE)
-    settings = config.settings(None, app_key, app_host)
+    settings = destination.settings(None, app_key, app_host)
     oldest_epoch = _epoch(oldest)
     next_at = state.get(spool.NEXT_ATTEMPT_AT)
     return {
@@ -274,7 +276,7 @@ def flush() -> None:
         )
 
 
-def _sender_lock(where: config.Paths) -> Any:
+def _sender_lock(where: Paths) -> Any:
     """Wait for a running sender to finish, so it cannot send what we are about to delete."""
     from filelock import FileLock, Timeout
 
@@ -288,7 +290,7 @@ def _sender_lock(where: config.Paths) -> Any:
     return lock
 
 
-def purge_spool(where: config.Paths) -> int:
+def purge_spool(where: Paths) -> int:
     """Delete the spool (and any copy set aside as corrupt); how many events it held."""
     lock = _sender_lock(where)
     try:
@@ -298,7 +300,7 @@ def purge_spool(where: config.Paths) -> int:
             lock.release()
 
 
-def _purge_locked(where: config.Paths) -> int:
+def _purge_locked(where: Paths) -> int:
     try:
         count, _ = _read(where.db, spool.summary, (0, None))
     except click.ClickException:
@@ -316,10 +318,10 @@ def purge() -> None:
     click.echo(f"deleted {count} pending event{'' if count == 1 else 's'}")
 
 
-def _set_enabled(value: bool) -> config.Paths:
+def _set_enabled(value: bool) -> Paths:
     where = _paths()
     try:
-        write_flag(where.config, config.ENABLED_KEY, value)
+        write_flag(where.config, ENABLED_KEY, value)
     except ConfigWriteError as error:
         raise click.ClickException(str(error)) from None
     return where
@@ -338,7 +340,7 @@ def enable() -> None:
     """Turn telemetry back on for this user (the environment and projects may still opt out)."""
     where = _set_enabled(True)
     click.echo(f"telemetry enabled in {where.config}")
-    decision = config.decide(".")
+    decision = precedence.decide(".")
     if not decision.enabled:
         click.echo(f"note: still off here because {_reason(decision)}", err=True)
 

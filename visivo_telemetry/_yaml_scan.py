@@ -1,148 +1,29 @@
-"""Decide whether telemetry is on, and where events go.
+"""What our YAML config files say: whether a project file opts out, and the user's settings.
 
-Precedence (first opt-out wins): environment, the project's `project.visivo.yml`, the user's
-`~/.visivo/config.yml`, then on. Only an opt-out decides: nothing found lower in the list can
-be overridden by a "true" higher up, so a cloned repository cannot turn telemetry back on.
-An unclear or unreadable answer where the user wrote about telemetry counts as "off".
-
-The destination (PostHog project key and host) is the application's, given in code; the user
-may override it in the environment or `~/.visivo/config.yml`, a project file never can. The
-library ships no key: capture answers 200 to any well-formed key, so a wrong default would
-lose every event with a success.
+Only an opt-out decides, and an unclear file counts as one, so the scan refuses what would
+hide an opt-out: a key named twice, a repeat that drops an earlier opt-out, a malformed file.
+PyYAML costs every Visivo run 20 ms to import and 0.6 s per MB to build a document, so a file
+that never mentions our keys is not parsed, plain `key: word` files are read without PyYAML,
+and a project file is judged from PyYAML's parse events rather than built.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-
-from ._record import Record
+from ._files import Unreadable, read_regular
+from ._words import is_true, word
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-PROJECT_FILE = "project.visivo.yml"
-DEFAULT_HOST = "https://us.i.posthog.com"
-"""Where a key goes when nobody names a host: PostHog's US cloud, as posthog-python does."""
-
-INGESTION_HOSTS = {
-    "https://app.posthog.com": "https://us.i.posthog.com",
-    "https://us.posthog.com": "https://us.i.posthog.com",
-    "https://eu.posthog.com": "https://eu.i.posthog.com",
-}
-"""PostHog's app hosts do not ingest events; posthog-python maps them to these."""
-
-MAX_API_KEY = 64
-PERSONAL_KEY_PREFIX = "phx_"
-
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
-FALSE_WORDS = frozenset({"", "0", "false", "no", "off", "n"})
+    from ._files import Paths
 
 ENABLED_KEY = "telemetry_enabled"
-USER_SETTING_KEYS = ("posthog_host", "posthog_api_key", "telemetry_debug")
+_USER_KEYS = (ENABLED_KEY, "posthog_host", "posthog_api_key", "telemetry_debug")
+"""What `decide` and `settings` read from `~/.visivo/config.yml`."""
 
-
-class Paths(Record):
-    """Where telemetry keeps its files (str each): home, db, lock, config; all in `~/.visivo`."""
-
-    _fields = ("home", "db", "lock", "config")
-
-
-class Decision(Record):
-    """Whether telemetry is on (`enabled`), which source decided it, and that source's file."""
-
-    _fields = ("enabled", "decided_by", "source_path")
-    _defaults = (None,)
-
-
-class Settings(Record):
-    """Where events go and how: the user's choice, else the application's.
-
-    `host_error` / `key_error` say why nothing may be sent (None when it may); `key_source`
-    names who gave the key (`env`, `global`, `application`, or None when nobody did).
-    """
-
-    _fields = ("host", "api_key", "debug", "host_error", "key_error", "key_source")
-    _defaults = (None, None)
-
-    @property
-    def batch_url(self) -> str:
-        return self.host.rstrip("/") + "/batch/"
-
-
-def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
-    """The files under `~/.visivo`, or None when there is no usable absolute home."""
-    env = os.environ if env is None else env
-    home = env.get("HOME") or os.path.expanduser("~")
-    if not home or not os.path.isabs(home):
-        return None
-    base = os.path.join(home, ".visivo")
-    return Paths(
-        base,
-        os.path.join(base, "telemetry.db"),
-        os.path.join(base, "telemetry.lock"),
-        os.path.join(base, "config.yml"),
-    )
-
-
-def word(value: object) -> bool | None:
-    """YAML 1.1 / env-var truth value: True, False, or None when it is neither."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return {0: False, 1: True}.get(value)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in TRUE_WORDS:
-            return True
-        if lowered in FALSE_WORDS:
-            return False
-    return None
-
-
-def is_set(value: str | None) -> bool:
-    """A switch like `DO_NOT_TRACK` or `CI`: set to anything but empty, `0` or `false`."""
-    return value is not None and value.strip().lower() not in ("", "0", "false")
-
-
-class Unreadable(Exception):
-    """A config file that mentions telemetry but cannot be read as a YAML mapping."""
-
-
-_MAX_CONFIG_BYTES = 1 << 20
 _MAX_YAML_CONTAINERS = 100_000
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-def _read_regular(path: str) -> bytes | None:
-    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
-
-    A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise Unreadable(path) from error
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Unreadable(path)
-        chunks: list[bytes] = []
-        size = 0
-        while size < _MAX_CONFIG_BYTES:
-            chunk = os.read(fd, _MAX_CONFIG_BYTES - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size >= _MAX_CONFIG_BYTES and os.read(fd, 1):
-            raise Unreadable(path)  # not read entirely: a late opt-out would be missed
-        return b"".join(chunks)
-    except OSError as error:
-        raise Unreadable(path) from error
-    finally:
-        os.close(fd)
 
 
 def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
@@ -152,7 +33,7 @@ def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
     nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
     always are).
     """
-    data = _read_regular(path)
+    data = read_regular(path)
     if data is None:
         return None
     if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
@@ -160,18 +41,28 @@ def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
     return data
 
 
-def read_yaml(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """A YAML mapping from `path`, or None when the file is absent or mentions none of `keys`.
+def user_config(where: Paths | None, keys: tuple[str, ...] = _USER_KEYS) -> dict[str, Any] | None:
+    """The user's `~/.visivo/config.yml` as a mapping, or None when it is absent or mentions
+    none of `keys`; the one reader of that file, so every key follows the same rules.
 
-    Raises `Unreadable` for a file that mentions a key but is not a readable YAML mapping.
+    Raises `Unreadable` for a file that mentions a key but is not a readable YAML mapping, or
+    names one of `keys` twice.
     """
-    data = _mentioning(path, keys)
+    if where is None:
+        return None
+    data = _mentioning(where.config, keys)
     if data is None:
         return None
     flat = parse_flat(data)
     if flat is not None:
         return flat or None
-    return _load_yaml(data, path, keys)
+    return _load_yaml(data, where.config, keys)
+
+
+def read_flag(where: Paths, key: str) -> bool | None:
+    """Top-level `key` of the user's config as `word` reads it (None when absent); raises
+    `Unreadable` when the file is unclear about it."""
+    return word((user_config(where, (key,)) or {}).get(key))
 
 
 def _load_yaml(data: bytes, path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -223,7 +114,7 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
                     )
 
         def _holds_opt_out(self, root: Any) -> bool:
-            """`_opts_out_anywhere` on a node: values under construction may not be filled
+            """`opts_out_anywhere` on a node: values under construction may not be filled
             in yet (PyYAML fills containers after their parents)."""
             seen: set[int] = set()
             stack = [root]
@@ -239,7 +130,7 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
                     if isinstance(key, yaml.nodes.ScalarNode) and key.value == ENABLED_KEY:
                         if not isinstance(value, yaml.nodes.ScalarNode):
                             return True
-                        if word(self.construct_object(value, deep=True)) is not True:
+                        if not is_true(self.construct_object(value, deep=True)):
                             return True
                 if isinstance(node, yaml.nodes.MappingNode):
                     stack.extend(child for pair in pairs for child in pair)
@@ -288,10 +179,10 @@ def _opt_out_in(mapping: dict[str, Any]) -> bool | None:
     """True when a mapping opts out; None when it says nothing. Only `true` keeps telemetry on."""
     if ENABLED_KEY not in mapping:
         return None
-    return word(mapping[ENABLED_KEY]) is not True
+    return not is_true(mapping[ENABLED_KEY])
 
 
-def _opts_out_anywhere(root: object) -> bool:
+def opts_out_anywhere(root: object) -> bool:
     """Whether any mapping in the document, however nested, has a `telemetry_enabled` not true.
 
     A user who wrote the key in the wrong place still meant it. Aliases may share nodes (or
@@ -346,7 +237,7 @@ class _Open:
 
 
 def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
-    """What loading the document, then `_opts_out_anywhere`, decides, from the parse events
+    """What loading the document, then `opts_out_anywhere`, decides, from the parse events
     of `loader` (a PyYAML loader given the document; its `get_event` is all that is used).
 
     Exact by construction: the parser is PyYAML's own (its syntax errors raise as a load's
@@ -356,7 +247,7 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
     load fails (off). An opt-out under any occurrence of a repeated key counts, as the
     loader refuses a repeat that would drop one (`_unique_keys_loader`). Anchors, aliases,
     explicit tags, merge keys (`<<`), the `=` scalar, nesting deeper than `_MAX_EVENT_DEPTH`
-    and more containers than `_opts_out_anywhere` visits return None: build it.
+    and more containers than `opts_out_anywhere` visits return None: build it.
     """
     ev = yaml.events
     resolver = yaml.resolver.Resolver()
@@ -428,7 +319,7 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
                         return True  # named twice: unclear, off
             elif is_scalar:
                 if parent.is_mapping and parent.key.value == ENABLED_KEY:
-                    parent.own = parent.own or word(construct(event)) is not True
+                    parent.own = parent.own or not is_true(construct(event))
                 settle(parent, False)
             elif parent.is_mapping and parent.key.value == ENABLED_KEY:
                 parent.own = True  # a mapping or list is not `true`
@@ -445,28 +336,6 @@ def _events_opt_out(yaml: Any, loader: Any) -> bool | None:
     return root is not None
 
 
-def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
-    # Empty means not set; whitespace only is set and not recognised, so it opts out.
-    disabled = env.get("VISIVO_TELEMETRY_DISABLED")
-    if disabled and (not disabled.strip() or word(disabled) is not False):
-        return Decision(False, "env:VISIVO_TELEMETRY_DISABLED")
-    dnt = env.get("DO_NOT_TRACK")
-    if is_set(dnt) or (dnt and not dnt.strip()):
-        return Decision(False, "env:DO_NOT_TRACK")
-    return None
-
-
-def _project_decision(project_dir: str | os.PathLike[str] | None) -> Decision | None:
-    if project_dir is None:
-        return None
-    path = os.path.join(os.fspath(project_dir), PROJECT_FILE)
-    try:
-        opts_out = project_opts_out(path)
-    except Unreadable:
-        return Decision(False, "project", path)
-    return Decision(False, "project", path) if opts_out else None
-
-
 def project_opts_out(path: str) -> bool:
     """Whether a project file opts out (raises `Unreadable` for one that cannot be read).
 
@@ -479,7 +348,7 @@ def project_opts_out(path: str) -> bool:
         return False
     flat = parse_flat(data)
     if flat is not None:
-        return _opts_out_anywhere(flat)
+        return opts_out_anywhere(flat)
     try:
         import yaml
 
@@ -492,141 +361,5 @@ def project_opts_out(path: str) -> bool:
         raise Unreadable(path) from error
     if found is None:
         mapping = _load_yaml(data, path, (ENABLED_KEY,))
-        return mapping is not None and _opts_out_anywhere(mapping)
+        return mapping is not None and opts_out_anywhere(mapping)
     return found
-
-
-def user_config(where: Paths | None) -> dict[str, Any] | None:
-    """The user's `~/.visivo/config.yml` as a mapping; raises `Unreadable` if it is unusable."""
-    if where is None:
-        return None
-    return read_yaml(where.config, (ENABLED_KEY, *USER_SETTING_KEYS))
-
-
-def decide(
-    project_dir: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | os._Environ[str] | None = None,
-) -> Decision:
-    """Whether telemetry is on, and why. Never raises; when in doubt, off."""
-    env = os.environ if env is None else env
-    try:
-        found = _env_decision(env) or _project_decision(project_dir)
-        if found:
-            return found
-        where = paths(env)
-        if where is None:
-            return Decision(False, "no-home")
-        try:
-            mapping = user_config(where)
-        except Unreadable:
-            return Decision(False, "global", where.config)
-        if mapping is not None and _opts_out_anywhere(mapping):
-            return Decision(False, "global", where.config)
-        return Decision(True, "default")
-    except Exception:
-        return Decision(False, "error")
-
-
-def _is_loopback_ipv4(hostname: str) -> bool:
-    parts = hostname.split(".")
-    return (
-        len(parts) == 4
-        and parts[0] == "127"
-        and all(p.isascii() and p.isdigit() and int(p) <= 255 for p in parts)
-    )
-
-
-def _split_authority(authority: str) -> tuple[str, str] | None:
-    """`host`, `port` of an authority; None for anything a URL parser might read otherwise."""
-    if authority.startswith("["):
-        hostname, bracket, port = authority[1:].partition("]")
-        if not bracket or (port and not port.startswith(":")):
-            return None
-        return hostname, port[1:]
-    if authority.count(":") > 1:
-        return None
-    hostname, _, port = authority.partition(":")
-    return hostname, port
-
-
-def _is_loopback_authority(authority: str) -> bool:
-    """`localhost`, `127.x.y.z` or `[::1]`, with an optional numeric port and nothing else."""
-    split = _split_authority(authority.lower())
-    if split is None:
-        return False
-    hostname, port = split
-    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
-        return False
-    return hostname in ("localhost", "::1") or _is_loopback_ipv4(hostname)
-
-
-def check_host(host: str) -> str | None:
-    """Why `host` may not receive events (None when it may): https only, but for loopback.
-
-    The authority of an `http://` host must be plainly a loopback address; anything a URL
-    parser might read as another host (`user@`, `\\`, `#@127.0.0.1`, `127.0.0.1.evil`) is refused.
-    """
-    scheme, sep, rest = host.partition("://")
-    if not sep or not rest or not host.isprintable() or " " in host:
-        return "not a URL"
-    if scheme.lower() == "https":
-        return None
-    if scheme.lower() != "http":
-        return "https:// is required except for loopback addresses"
-    authority = rest.partition("/")[0]
-    if any(c in authority for c in "@\\?#%") or not _is_loopback_authority(authority):
-        return "https:// is required except for loopback addresses"
-    return None
-
-
-def ingestion_host(host: str) -> str:
-    """`host` without a trailing slash, with PostHog's app hosts mapped to their ingestion hosts."""
-    stripped = host.strip().rstrip("/")
-    return INGESTION_HOSTS.get(stripped.lower(), stripped)
-
-
-def check_api_key(api_key: str | None) -> str | None:
-    """Why `api_key` cannot be a PostHog project key (None when it can).
-
-    The shape capture checks: present, at most 64 characters, printable, not a personal key.
-    Capture cannot tell whether a project owns the key, so a well-formed wrong key still loses
-    everything; that is why the application, not this library, provides it.
-    """
-    if not api_key:
-        return "no API key: the application gives none and the user sets none"
-    if len(api_key) > MAX_API_KEY or not api_key.isascii() or not api_key.isprintable():
-        return "not a PostHog project API key"
-    if api_key.startswith(PERSONAL_KEY_PREFIX):
-        return "a personal API key, not a project API key"
-    return None
-
-
-def settings(
-    env: dict[str, str] | os._Environ[str] | None = None,
-    app_api_key: str | None = None,
-    app_host: str | None = None,
-) -> Settings:
-    """Destination, key and debug switch: the environment, else `~/.visivo/config.yml`, else
-    what the application passed in code.
-
-    Never from a project file: a cloned repository must not be able to redirect telemetry.
-    """
-    env = os.environ if env is None else env
-    try:
-        mapping = user_config(paths(env)) or {}
-    except Unreadable:
-        mapping = {}
-
-    def pick(env_name: str, key: str, app_value: object = None) -> tuple[str | None, str | None]:
-        """The first non-blank of the environment, the user's file, the application; its source."""
-        for value, source in ((env.get(env_name), "env"), (mapping.get(key), "global")):
-            if value is not None and str(value).strip():
-                return str(value).strip(), source
-        if app_value is not None and str(app_value).strip():
-            return str(app_value).strip(), "application"
-        return None, None
-
-    api_key, key_source = pick("VISIVO_POSTHOG_API_KEY", "posthog_api_key", app_api_key)
-    host = ingestion_host(pick("VISIVO_POSTHOG_HOST", "posthog_host", app_host)[0] or DEFAULT_HOST)
-    debug = word(pick("VISIVO_TELEMETRY_DEBUG", "telemetry_debug")[0] or "0") is True
-    return Settings(host, api_key, debug, check_host(host), check_api_key(api_key), key_source)
