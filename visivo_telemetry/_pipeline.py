@@ -14,8 +14,7 @@ from . import _tuning as tuning
 from ._destination import settings as user_settings
 from ._files import paths
 from ._launcher import Launcher
-from ._opt_out import OptOut
-from ._precedence import Decision, decide
+from ._precedence import Decision, OptOut, decide
 from ._record import Record
 from ._sanitize import sanitize_args
 from ._sinks import DebugSink, NullSink, SpoolSink, Window, purge_spool, write_stderr

@@ -38,8 +38,7 @@ from typing import Any
 from . import _events as events
 from . import _pipeline
 from ._destination import application_settings
-from ._opt_out import OptOut
-from ._precedence import Decision, project_decision
+from ._precedence import Decision, OptOut, project_decision
 from ._sinks import NullSink, Window
 
 __all__ = ["capture_events"]
