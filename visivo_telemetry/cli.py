@@ -19,6 +19,7 @@ import click
 from . import _config as config
 from . import _events as events
 from . import _spool as spool
+from ._tuning import SENDER_WAIT_S
 from ._user_config import ConfigWriteError, write_flag
 
 KEY_SOURCES = {
@@ -27,8 +28,6 @@ KEY_SOURCES = {
     "application": "the application",
     None: "nowhere",
 }
-SENDER_WAIT_S = 35.0
-"""A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
 
 
 def _paths() -> config.Paths:
