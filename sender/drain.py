@@ -20,11 +20,10 @@ from visivo_telemetry import _destination as destination
 from visivo_telemetry import _spool as spool
 from visivo_telemetry._events import Row, from_newer_library, iso_utc, part_body, wire_json
 from visivo_telemetry._precedence import decide
+from visivo_telemetry._tuning import BATCH_SIZE, LEASE_S
 
 from .transport import Response, Transport, TransportError
 
-BATCH_SIZE = 100
-LEASE_S = 120.0
 MAX_ROWS = 10_000
 MAX_AGE_DAYS = 30
 BACKOFF_BASE_S = 2.0

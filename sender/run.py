@@ -18,20 +18,12 @@ from visivo_telemetry import _spool as spool
 from visivo_telemetry._files import paths
 from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
+from visivo_telemetry._tuning import DRAIN_BUDGET_S, LIFETIME_S, LINGER_S, POLL_S
 
 from .drain import Drain, Outcome, Stop
 from .transport import HttpxTransport, Transport
 
-LIFETIME_S = 30
-"""Hard wall-clock cap of a detached sender, DNS and TLS included (enforced by SIGALRM, or by
-a watchdog thread where there is none)."""
-DRAIN_BUDGET_S = 25.0
-"""Soft deadline: stop claiming new batches well before the hard cap kills us."""
 MAX_HANDOFFS = 10
-LINGER_S = 0.5
-"""A detached sender waits this long for more events before it lets go of the lock: commands
-run back to back (scripts, Makefiles) then share one sender instead of starting one each."""
-POLL_S = 0.05
 
 
 def _waiting(db_path: str) -> bool:

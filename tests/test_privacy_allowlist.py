@@ -22,6 +22,8 @@ from helpers import (
     spool_state,
     wait_for_senders_to_exit,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from privacy_support import (
     DOCUMENTED_API_KEYS,
     DOCUMENTED_CLI_KEYS,
@@ -32,6 +34,14 @@ from privacy_support import (
 from visivo_telemetry import Telemetry
 from visivo_telemetry import _events as events
 from visivo_telemetry import _schema as schema
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _cli(command="run", **metrics):
@@ -66,7 +76,7 @@ def test_an_api_request_carries_exactly_the_documented_keys():
 def test_the_allowlist_is_the_documented_list():
     assert schema.allowed_keys("cli_command") == DOCUMENTED_CLI_KEYS | DOCUMENTED_CLI_OPTIONAL_KEYS
     assert schema.allowed_keys("api_request") == DOCUMENTED_API_KEYS
-    assert set(schema.EVENT_FIELDS) == {"cli_command", "api_request"}
+    assert set(schema.EVENTS) == {"cli_command", "api_request"}
 
 
 def test_metrics_outside_the_allowlist_are_never_recorded(home, project):
@@ -189,7 +199,30 @@ def test_the_readme_table_is_generated_from_the_allowlist():
 def test_the_table_names_every_allowed_key():
     table = schema.markdown_table()
 
-    for event in schema.EVENT_FIELDS:
+    for event in schema.EVENTS:
         for key in schema.allowed_keys(event):
             assert f"| `{key}` |" in table, key
     assert Path(schema.__file__).name == "_schema.py"
+
+
+WELL_FORMED_API = json.loads(
+    events.build(
+        "api_request", "1.4.0", events.api_request_properties("GET", "/api/{id}", 200, 3.0)
+    ).properties_json
+)
+
+
+@given(st.sampled_from(sorted(schema.RULES)), _JSON)
+def test_no_value_in_a_tampered_row_makes_the_check_raise(key, value):
+    """A sender that raised on a row instead of refusing it would never get past that row."""
+    assert schema.check_property(key, value) in (True, False)
+    assert schema.is_valid("api_request", {**WELL_FORMED_API, key: value}) in (True, False)
+
+
+def test_a_key_that_two_events_carry_is_checked_by_one_rule():
+    (cli_duration,) = [p for p in schema.PROPERTIES if p[:2] == ("duration_ms", "cli_command")]
+    other_rule = (*cli_duration[:3], lambda value: True, *cli_duration[4:])
+
+    assert schema.RULES["duration_ms"] is cli_duration[3]
+    with pytest.raises(ValueError, match="duration_ms is declared with two rules"):
+        schema._derive((*schema.PROPERTIES, other_rule))

@@ -147,11 +147,14 @@ def _platform(
     return name, release, _ARCHITECTURES.get(str(machine or "").lower(), "other")
 
 
-def _clean(text: str, chars: frozenset[str], limit: int) -> str:
-    """The leading run of `text` the schema accepts (`1.4.0 (dev)` → `1.4.0`), else `unknown`.
+def _clean(text: str, key: str) -> str:
+    """The leading run of `text` that property `key`'s word rule accepts (`1.4.0 (dev)` →
+    `1.4.0`), else `unknown`.
 
     A host's odd input degrades one field instead of costing the whole event.
     """
+    rule = schema.RULES[key]
+    chars, limit = rule.chars, rule.limit
     kept = []
     for char in str(text)[:limit]:
         if char not in chars:
@@ -160,7 +163,7 @@ def _clean(text: str, chars: frozenset[str], limit: int) -> str:
     return "".join(kept) or "unknown"
 
 
-_MAX_DURATION_MS = 1e12 - 1
+_MAX_DURATION_MS = schema.MAX_NUMBER - 1
 
 
 def _duration(milliseconds: float) -> float:
@@ -182,14 +185,14 @@ def metadata(visivo_version: str) -> dict[str, Any]:
         _metadata = {
             "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
             "platform": name,
-            "platform_version": _clean(release, schema.VERSION_CHARS, 64),
-            "architecture": _clean(machine, schema.VERSION_CHARS, 32),
+            "platform_version": _clean(release, "platform_version"),
+            "architecture": _clean(machine, "architecture"),
         }
     return {
-        "visivo_version": _clean(visivo_version, schema.VERSION_CHARS, 64),
+        "visivo_version": _clean(visivo_version, "visivo_version"),
         **_metadata,
         "session_id": _session_id,
-        **schema.POSTHOG_FIELDS,
+        **schema.FIXED_VALUES,
         schema.LIB_VERSION_KEY: LIB_VERSION,
     }
 
@@ -261,7 +264,7 @@ def wire_json(row: Row) -> str | None:
         return None
     if not isinstance(properties, dict):
         return None
-    for key, value in schema.POSTHOG_FIELDS.items():
+    for key, value in schema.FIXED_VALUES.items():
         properties.setdefault(key, value)
     if row.event == "api_request":
         properties.setdefault("request_count", 1)  # one request, from a version before counts
@@ -390,14 +393,13 @@ def build(event: str, visivo_version: str, properties: dict[str, Any]) -> Event:
     return Event(new_uuid7(now), event, iso_utc(now), encoded)
 
 
-METRIC_COMMANDS = {"job_count": "run", "object_counts": "compile"}
-"""The one command that carries each metric, as the privacy notice says. Visivo's `run` compiles
-first, so it sets `object_counts` too; that one is dropped, never sent with `run`."""
+METRIC_COMMANDS = schema.METRIC_COMMANDS
+"""The one command that carries each metric (`schema.PROPERTIES` declares it)."""
 
 
 def safe_name(key: object) -> str:
     """A metric's name for a debug line: itself when it is a known metric, else `<other>`."""
-    return key if key in ("job_count", "object_counts") else "<other>"
+    return key if key in METRIC_COMMANDS else "<other>"
 
 
 SAFE_ERROR_TYPE = "Exception"
@@ -417,9 +419,9 @@ def cli_command_properties(
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
     """`cli_command` properties; a metric outside the allowlist, ill-typed, or set on another
-    command than the one the notice names for it (`METRIC_COMMANDS`) is left out."""
+    command than the one its declaration names (`METRIC_COMMANDS`) is left out."""
     props: dict[str, Any] = {
-        "command": _clean(command, schema.COMMAND_CHARS, schema.MAX_TEXT),
+        "command": _clean(command, "command"),
         "command_args": command_args,
         "duration_ms": _duration(duration_ms),
         "success": error_type is None,

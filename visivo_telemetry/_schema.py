@@ -1,19 +1,23 @@
 """The allowlist: every event name and property key that may ever leave the machine.
 
-This module is the single source of truth. The event builder validates against it, the sender
-validates again before sending, debug output and the README's "what we collect" table are made
-from it. A key that is not listed here is never sent, and a value must have the shape the
+This module is the single source of truth: each property is declared once, in `PROPERTIES`,
+and everything else is derived from that declaration — the allowed and required keys of each
+event, the validation the event builder and (again, before sending) the sender apply, which
+command carries each metric, PostHog's fixed controls, and the README's "what we collect"
+table. A key that is not listed here is never sent, and a value must have the shape the
 sanitizer gives it (flag names and placeholders only), so a row that slipped past the builder
 is still refused by the sender.
 """
 
 from __future__ import annotations
 
-from ._record import Record
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    Property = tuple[str, str, str, Callable[[object], bool], str, bool, str | None]
+    """`(name, carried_by, type_, rule, meaning, required, command)`: see `_property`."""
 
 MAX_PROPERTIES_BYTES = 8192
 """Cap on one event's serialized properties; larger events are never spooled or sent."""
@@ -44,101 +48,6 @@ COMMAND_CHARS = NAME_CHARS | frozenset(" .:")
 ROUTE_WORD_CHARS = NAME_CHARS | frozenset(".")
 """What a fixed word of a route is made of (`api`, `model-jobs`, `hot-reload.js`)."""
 _LOWER_HEX = frozenset("0123456789abcdef")
-
-
-class Field(Record):
-    """One allowed property: its JSON type, whether it must be present, and what it means."""
-
-    _fields = ("kind", "required", "meaning")
-
-
-COMMON_FIELDS: dict[str, Field] = {
-    "visivo_version": Field("string", True, "Visivo version, as the host reports it"),
-    "python_version": Field("string", True, "Python version, e.g. `3.11.7`"),
-    "platform": Field("string", True, "`darwin`, `linux` or `windows`, else `other`"),
-    "platform_version": Field("string", True, "OS release, e.g. `6.1.0` (no hostname)"),
-    "architecture": Field(
-        "string", True, "`x86_64`, `arm64`, `x86`, `arm`, … from a known set, else `other`"
-    ),
-    "session_id": Field(
-        "string", True, "random uuid4 made at process start, never stored or reused"
-    ),
-}
-
-EVENT_FIELDS: dict[str, dict[str, Field]] = {
-    "cli_command": {
-        "command": Field("string", True, "command name from the CLI's own table, e.g. `run`"),
-        "command_args": Field(
-            "list[string]", True, "flag names only; every value is `<value>`/`<path>`/`<redacted>`"
-        ),
-        "duration_ms": Field("number", True, "wall time of the command"),
-        "success": Field("bool", True, "whether the command succeeded"),
-        "error_type": Field("string or null", True, "exception class name only, never the message"),
-        "job_count": Field("int", False, "number of jobs (`run` only)"),
-        "object_counts": Field("dict[string,int]", False, "`{type: count}` (`compile` only)"),
-    },
-    "api_request": {
-        "endpoint": Field("string", True, "route template, ids replaced, no query string"),
-        "method": Field("string", True, "HTTP method"),
-        "status_code": Field("int", True, "HTTP status"),
-        "duration_ms": Field(
-            "number", True, "time to answer the request; the mean when `request_count` > 1"
-        ),
-        "request_count": Field(
-            "int",
-            True,
-            "identical requests (same endpoint, method and status) in one 60 s window of one "
-            "process, counted as this one event",
-        ),
-    },
-}
-
-UNSPECIFIED_IP = "0.0.0.0"
-
-POSTHOG_FIELDS: dict[str, Any] = {
-    "$process_person_profile": False,
-    "$geoip_disable": True,
-    "$ip": UNSPECIFIED_IP,
-    "$lib": LIB_NAME,
-}
-"""Fixed PostHog control properties: no person profile, no GeoIP lookup, no IP address stored.
-
-PostHog stores the request's source address as `$ip` whenever an event's own `$ip` is absent
-or empty (`$geoip_disable` only skips the location lookup), so every event names the
-unspecified address instead."""
-
-LIB_VERSION_KEY = "$lib_version"
-
-CONTROL_FIELDS: dict[str, Field] = {
-    "$process_person_profile": Field("`false`", True, "PostHog makes no person profile"),
-    "$geoip_disable": Field("`true`", True, "PostHog does not locate the sender's IP address"),
-    "$ip": Field(
-        f"`{UNSPECIFIED_IP}`",
-        True,
-        "the unspecified address, stored by PostHog in place of the connection's source address",
-    ),
-    "$lib": Field(f"`{LIB_NAME}`", True, "which library sent the event"),
-    LIB_VERSION_KEY: Field("string", True, "version of this library"),
-}
-"""How the README describes PostHog's controls, which every event carries."""
-
-HTTP_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "OTHER"}
-)
-
-
-def allowed_keys(event: str) -> frozenset[str]:
-    """Every property key an event of this kind may carry (including PostHog's controls)."""
-    return frozenset((*COMMON_FIELDS, *EVENT_FIELDS[event], *POSTHOG_FIELDS, LIB_VERSION_KEY))
-
-
-def required_keys(event: str) -> frozenset[str]:
-    """The property keys every event of this kind must carry."""
-    fields = (*COMMON_FIELDS.items(), *EVENT_FIELDS[event].items())
-    return frozenset((*(k for k, f in fields if f.required), *POSTHOG_FIELDS, LIB_VERSION_KEY))
-
-
-_KEYS = {event: (required_keys(event), allowed_keys(event)) for event in EVENT_FIELDS}
 
 
 def is_flag_name(token: str) -> bool:
@@ -215,18 +124,18 @@ def _is_text(value: object, limit: int = MAX_TEXT) -> bool:
     return value.isprintable() and value.isascii()
 
 
-def _is_word(value: object, chars: frozenset[str], limit: int) -> bool:
-    return _is_text(value, limit) and chars.issuperset(value)
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+MAX_NUMBER = 1e12
+"""Numbers (durations) are below this: a trillion milliseconds is 31 years."""
 
 
 def _is_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return value == value and 0 <= value < 1e12
+    return value == value and 0 <= value < MAX_NUMBER
 
 
 def is_uuid(value: object) -> bool:
@@ -288,9 +197,6 @@ def is_class_name(value: object) -> bool:
     )
 
 
-_is_class_name = is_class_name
-
-
 def is_metric_key(value: object) -> bool:
     """An object-type word: `[a-z][a-z0-9_]{0,31}`."""
     return (
@@ -302,6 +208,7 @@ def is_metric_key(value: object) -> bool:
 
 
 def is_count(value: object) -> bool:
+    """A `job_count` or an `object_counts` value: an integer from 0 to `MAX_COUNT`."""
     return _is_int(value) and 0 <= value <= MAX_COUNT
 
 
@@ -321,26 +228,260 @@ def _valid_object_counts(value: object) -> bool:
     )
 
 
-_CHECKS = {
-    "visivo_version": lambda v: _is_word(v, VERSION_CHARS, 64),
-    "python_version": lambda v: _is_word(v, VERSION_CHARS, 32),
-    "platform": lambda v: v in ("darwin", "linux", "windows", "other"),
-    "platform_version": lambda v: _is_word(v, VERSION_CHARS, 64),
-    "architecture": lambda v: _is_word(v, VERSION_CHARS, 32),
-    "session_id": _is_uuid4,
-    "command": lambda v: _is_word(v, COMMAND_CHARS, MAX_TEXT),
-    "command_args": _valid_args,
-    "duration_ms": _is_number,
-    "success": lambda v: isinstance(v, bool),
-    "error_type": lambda v: v is None or _is_class_name(v),
-    "job_count": lambda v: is_count(v),
-    "object_counts": _valid_object_counts,
-    "endpoint": is_clean_endpoint,
-    "method": lambda v: v in HTTP_METHODS,
-    "status_code": lambda v: _is_int(v) and 100 <= v <= 599,
-    "request_count": lambda v: _is_int(v) and 1 <= v <= MAX_REQUEST_COUNT,
-    LIB_VERSION_KEY: lambda v: _is_word(v, VERSION_CHARS, 32),
-}
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_error_type(value: object) -> bool:
+    return value is None or is_class_name(value)
+
+
+def _is_status_code(value: object) -> bool:
+    return _is_int(value) and 100 <= value <= 599
+
+
+def _is_request_count(value: object) -> bool:
+    return _is_int(value) and 1 <= value <= MAX_REQUEST_COUNT
+
+
+def _word(chars: frozenset[str], limit: int) -> Callable[[object], bool]:
+    """Rule: printable ascii text of at most `limit` characters, all of them from `chars`.
+
+    The rule keeps both as attributes, so the event builder can trim a host's text to fit it.
+    """
+
+    def rule(value: object) -> bool:
+        return _is_text(value, limit) and chars.issuperset(value)
+
+    rule.chars, rule.limit = chars, limit  # type: ignore[attr-defined]
+    return rule
+
+
+def _one_of(choices: frozenset[str]) -> Callable[[object], bool]:
+    """Rule: one of a fixed set of strings."""
+    return lambda value: isinstance(value, str) and value in choices
+
+
+def _exactly(expected: object) -> Callable[[object], bool]:
+    """Rule: exactly this value, of exactly its type (`true` is not `1`); the rule keeps it
+    as its `value`, which the event builder fills in."""
+
+    def rule(value: object) -> bool:
+        return type(value) is type(expected) and value == expected
+
+    rule.value = expected  # type: ignore[attr-defined]
+    return rule
+
+
+def _property(
+    name: str,
+    carried_by: str,
+    type_: str,
+    rule: Callable[[object], bool],
+    meaning: str,
+    *,
+    required: bool = True,
+    command: str | None = None,
+) -> Property:
+    """One property an event may carry, declared once.
+
+    `carried_by` is an event name or `EVERY_EVENT`; `type_` is written as the README's table
+    shows it (`FIXED`: the one value every event carries, its rule's `value`); `rule(value)`
+    says whether a value may be sent; `command`, for a metric, is the one command whose events
+    carry it. A plain tuple: only this module reads it, and a record class would cost every
+    host ~20 µs of import.
+    """
+    return (name, carried_by, type_, rule, meaning, required, command)
+
+
+EVERY_EVENT = "every event"
+FIXED = "fixed"
+"""The type of a property that has one value (`_exactly`): the README's table shows it."""
+CLI_COMMAND = "cli_command"
+API_REQUEST = "api_request"
+
+UNSPECIFIED_IP = "0.0.0.0"
+LIB_VERSION_KEY = "$lib_version"
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "OTHER"}
+)
+
+_VERSION = _word(VERSION_CHARS, 64)
+_SHORT_VERSION = _word(VERSION_CHARS, 32)
+
+
+PROPERTIES: tuple[Property, ...] = (
+    _property(
+        "visivo_version", EVERY_EVENT, "string", _VERSION, "Visivo version, as the host reports it"
+    ),
+    _property(
+        "python_version", EVERY_EVENT, "string", _SHORT_VERSION, "Python version, e.g. `3.11.7`"
+    ),
+    _property(
+        "platform",
+        EVERY_EVENT,
+        "string",
+        _one_of(frozenset({"darwin", "linux", "windows", "other"})),
+        "`darwin`, `linux` or `windows`, else `other`",
+    ),
+    _property(
+        "platform_version",
+        EVERY_EVENT,
+        "string",
+        _VERSION,
+        "OS release, e.g. `6.1.0` (no hostname)",
+    ),
+    _property(
+        "architecture",
+        EVERY_EVENT,
+        "string",
+        _SHORT_VERSION,
+        "`x86_64`, `arm64`, `x86`, `arm`, … from a known set, else `other`",
+    ),
+    _property(
+        "session_id",
+        EVERY_EVENT,
+        "string",
+        _is_uuid4,
+        "random uuid4 made at process start, never stored or reused",
+    ),
+    _property(
+        "command",
+        CLI_COMMAND,
+        "string",
+        _word(COMMAND_CHARS, MAX_TEXT),
+        "command name from the CLI's own table, e.g. `run`",
+    ),
+    _property(
+        "command_args",
+        CLI_COMMAND,
+        "list[string]",
+        _valid_args,
+        "flag names only; every value is `<value>`/`<path>`/`<redacted>`",
+    ),
+    _property("duration_ms", CLI_COMMAND, "number", _is_number, "wall time of the command"),
+    _property("success", CLI_COMMAND, "bool", _is_bool, "whether the command succeeded"),
+    _property(
+        "error_type",
+        CLI_COMMAND,
+        "string or null",
+        _is_error_type,
+        "exception class name only, never the message",
+    ),
+    _property(
+        "job_count", CLI_COMMAND, "int", is_count, "number of jobs", required=False, command="run"
+    ),
+    _property(
+        "object_counts",
+        CLI_COMMAND,
+        "dict[string,int]",
+        _valid_object_counts,
+        "`{type: count}`",
+        required=False,
+        command="compile",
+    ),
+    _property(
+        "endpoint",
+        API_REQUEST,
+        "string",
+        is_clean_endpoint,
+        "route template, ids replaced, no query string",
+    ),
+    _property("method", API_REQUEST, "string", _one_of(HTTP_METHODS), "HTTP method"),
+    _property("status_code", API_REQUEST, "int", _is_status_code, "HTTP status"),
+    _property(
+        "duration_ms",
+        API_REQUEST,
+        "number",
+        _is_number,
+        "time to answer the request; the mean when `request_count` > 1",
+    ),
+    _property(
+        "request_count",
+        API_REQUEST,
+        "int",
+        _is_request_count,
+        "identical requests (same endpoint, method and status) in one 60 s window of one "
+        "process, counted as this one event",
+    ),
+    _property(
+        "$process_person_profile",
+        EVERY_EVENT,
+        FIXED,
+        _exactly(False),
+        "PostHog makes no person profile",
+    ),
+    _property(
+        "$geoip_disable",
+        EVERY_EVENT,
+        FIXED,
+        _exactly(True),
+        "PostHog does not locate the sender's IP address",
+    ),
+    _property(
+        "$ip",
+        EVERY_EVENT,
+        FIXED,
+        _exactly(UNSPECIFIED_IP),
+        "the unspecified address, stored by PostHog in place of the connection's source address",
+    ),
+    _property("$lib", EVERY_EVENT, FIXED, _exactly(LIB_NAME), "which library sent the event"),
+    _property(LIB_VERSION_KEY, EVERY_EVENT, "string", _SHORT_VERSION, "version of this library"),
+)
+"""Everything an event may carry. PostHog stores the request's source address as `$ip`
+whenever an event's own `$ip` is absent or empty (`$geoip_disable` only skips the location
+lookup), so every event names the unspecified address instead."""
+
+
+def _derive(
+    properties: tuple[Property, ...],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Each key's rule, the fixed values, each metric's command, each event's keys.
+
+    A key that two events carry (`duration_ms`) must have one rule: a value is checked by key.
+    """
+    rules: dict[str, Any] = {}
+    fixed: dict[str, Any] = {}
+    metrics: dict[str, str] = {}
+    must: dict[str, list[str]] = {EVERY_EVENT: []}
+    may: dict[str, list[str]] = {EVERY_EVENT: []}
+    for name, carried_by, type_, rule, _, required, command in properties:
+        if rules.setdefault(name, rule) is not rule:
+            raise ValueError(f"{name} is declared with two rules")
+        if type_ == FIXED:
+            fixed[name] = rule.value
+        if command is not None:
+            metrics[name] = command
+        if carried_by not in may:
+            must[carried_by], may[carried_by] = [], []
+        may[carried_by].append(name)
+        if required:
+            must[carried_by].append(name)
+    every_must, every_may = must.pop(EVERY_EVENT), may.pop(EVERY_EVENT)
+    keys = {e: (frozenset(every_must + must[e]), frozenset(every_may + may[e])) for e in may}
+    return rules, fixed, metrics, keys
+
+
+RULES, FIXED_VALUES, METRIC_COMMANDS, _KEYS = _derive(PROPERTIES)
+"""`RULES[key](value)` says whether `value` may be sent as property `key`; `FIXED_VALUES`
+are PostHog's controls that never vary (no person profile, no GeoIP lookup, no IP address);
+`METRIC_COMMANDS` names the one command that carries each metric, as the privacy notice says
+(Visivo's `run` compiles first, so it sets `object_counts` too: dropped, never sent with
+`run`); `_KEYS[event]` is (the keys it must carry, the keys it may carry)."""
+
+EVENTS = tuple(_KEYS)
+"""Every event name that may be sent."""
+
+
+def allowed_keys(event: str) -> frozenset[str]:
+    """Every property key an event of this kind may carry (including PostHog's controls)."""
+    return _KEYS[event][1]
+
+
+def required_keys(event: str) -> frozenset[str]:
+    """The property keys every event of this kind must carry."""
+    return _KEYS[event][0]
 
 
 _VERDICTS: dict[tuple[str, object], bool] = {}
@@ -366,16 +507,13 @@ def check_property(key: str, value: object) -> bool:
 
 
 def _check_property(key: str, value: object) -> bool:
-    if key in POSTHOG_FIELDS:
-        expected = POSTHOG_FIELDS[key]
-        return type(value) is type(expected) and value == expected
-    check = _CHECKS.get(key)
-    return check is not None and bool(check(value))
+    rule = RULES.get(key)
+    return rule is not None and bool(rule(value))
 
 
 def is_valid(event: str, properties: object) -> bool:
     """True when an event carries exactly allowed keys, every required one, each well-typed."""
-    if event not in EVENT_FIELDS or not isinstance(properties, dict):
+    if event not in _KEYS or not isinstance(properties, dict):
         return False
     required, allowed = _KEYS[event]
     keys = properties.keys()
@@ -386,7 +524,7 @@ def is_valid(event: str, properties: object) -> bool:
 
 def why_invalid(event: str, properties: dict[str, Any]) -> str:
     """Which keys make an event invalid, for debug mode (`is_valid` is the fast check)."""
-    if event not in EVENT_FIELDS:
+    if event not in _KEYS:
         return f"unknown event {event!r}"
     required, allowed = _KEYS[event]
     problems = [f"{key} missing" for key in sorted(required - properties.keys())]
@@ -402,12 +540,12 @@ def why_invalid(event: str, properties: dict[str, Any]) -> str:
 def markdown_table() -> str:
     """The README's "what we collect" table, generated so docs cannot drift from the code."""
     rows = ["| event | property | type | meaning |", "|---|---|---|---|"]
-    for key, field in COMMON_FIELDS.items():
-        rows.append(f"| every event | `{key}` | {field.kind} | {field.meaning} |")
-    for event, fields in EVENT_FIELDS.items():
-        for key, field in fields.items():
-            optional = "" if field.required else " (optional)"
-            rows.append(f"| `{event}` | `{key}` | {field.kind}{optional} | {field.meaning} |")
-    for key, field in CONTROL_FIELDS.items():
-        rows.append(f"| every event | `{key}` | {field.kind} | {field.meaning} |")
+    for name, carried_by, type_, rule, meaning, required, command in PROPERTIES:
+        event = EVERY_EVENT if carried_by == EVERY_EVENT else f"`{carried_by}`"
+        if type_ == FIXED:
+            value = rule.value
+            type_ = f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        optional = "" if required else " (optional)"
+        only = "" if command is None else f" (`{command}` only)"
+        rows.append(f"| {event} | `{name}` | {type_}{optional} | {meaning}{only} |")
     return "\n".join(rows)

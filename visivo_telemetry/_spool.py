@@ -12,6 +12,7 @@ import stat
 import time
 
 from ._events import Event, Row, window_properties
+from ._tuning import SPAWN_GRACE_S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -475,10 +476,6 @@ def remember_destination(conn: sqlite3.Connection, api_key: str | None, host: st
     if api_key and destination(conn) != (api_key, host):
         set_state(conn, APP_KEY_STATE, api_key)
         set_state(conn, APP_HOST_STATE, host)
-
-
-SPAWN_GRACE_S = 3.0
-"""How long hosts trust a sender that was just started to take the lock and drain their rows."""
 
 
 def _stamp(conn: sqlite3.Connection, key: str) -> float | None:

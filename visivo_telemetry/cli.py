@@ -21,6 +21,7 @@ from . import _events as events
 from . import _precedence as precedence
 from . import _spool as spool
 from ._files import ConfigWriteError, Paths, paths, write_flag
+from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
 KEY_SOURCES = {
@@ -29,8 +30,6 @@ KEY_SOURCES = {
     "application": "the application",
     None: "nowhere",
 }
-SENDER_WAIT_S = 35.0
-"""A sender lives at most 30 s; `flush` and `purge` wait that long for it to finish."""
 
 
 def _paths() -> Paths:
