@@ -14,7 +14,11 @@ from helpers import ROOT
 from visivo_telemetry import _spool, _tuning, cli
 from visivo_telemetry._sender import drain, run
 
-TUNED = {name: value for name, value in vars(_tuning).items() if name.isupper()}
+TUNED = {
+    name: value
+    for name, value in vars(_tuning).items()
+    if name.isupper() and type(value) in (int, float)
+}
 
 
 def _broken(smaller: str, sign: str, larger: str) -> dict[str, object]:
