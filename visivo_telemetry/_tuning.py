@@ -4,7 +4,8 @@
 process and every test at once, instead of stranding or duplicating events on a user's machine
 later. The modules that use a constant import it from here (and keep its old name importable):
 the sender's life (`sender/run.py`) and delivery (`sender/drain.py`), `flush` and `purge`
-(`cli.py`), the host's launcher (`_spool.py`, `_client.py`) and the Flask writer.
+(`cli.py`), the host's launcher (`_spool.py`, `_launcher.py`), request counting
+(`_pipeline.py`, `_requests.py`) and the integrations' default window.
 """
 
 from __future__ import annotations
