@@ -80,8 +80,10 @@ class Telemetry:
                 self._production = _pipeline.production(self._app, self._long_running)
             return self._production
         except Exception:
-            self._production = _pipeline.off(self._app, "error")
-            return self._production
+            broken = _pipeline.off(self._app, "error")
+            if environment is None:
+                self._production = broken
+            return broken
 
     @property
     def enabled(self) -> bool:
