@@ -111,10 +111,12 @@ class _Run:
         return self
 
     def on_signal(self, signum: int, fatal: bool) -> None:
-        """SIGTERM/SIGINT: a signal that will kill the process ends the run now; a SIGINT that
-        raises `KeyboardInterrupt` is remembered, in case the command swallows it (a server)."""
-        self.signalled = signum
+        """SIGTERM/SIGINT: a signal that will kill the process ends the run now. One that
+        raises `KeyboardInterrupt` instead is left to the run: recorded if it ends the run, a
+        success if the command catches it and ends normally (Visivo's `serve`), as the
+        process's exit status says and as Visivo 2.2.1 recorded it."""
         if fatal:
+            self.signalled = signum
             self.__exit__(None, None, None)
 
     def __exit__(
