@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 from ._record import Record
 from ._words import word
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Paths(Record):
@@ -22,18 +27,79 @@ class Paths(Record):
     _fields = ("home", "db", "lock", "config")
 
 
-def paths(env: dict[str, str] | os._Environ[str] | None = None) -> Paths | None:
-    """The files under `~/.visivo`, or None when there is no usable absolute home."""
+def home_folder(
+    env: dict[str, str] | os._Environ[str] | None = None, platform: str = sys.platform
+) -> str | None:
+    """The user's home as Visivo finds it, or None when there is no usable one.
+
+    Visivo writes `~/.visivo/config.yml` under `Path.home()`, so that is where an opt-out is
+    looked for: `Path.home()` itself when `pathlib` is loaded (every Visivo process, and a test
+    that patches it), else what it would answer, without importing `pathlib` (which brings `re`
+    onto a CLI's path): on Windows `USERPROFILE` (Python ignores `HOME` there, which Git Bash,
+    MSYS2 and Cygwin set), elsewhere `HOME`, else the password database. `env` answers for
+    another environment (a test's). An empty or relative answer, or a `HOME` set
+    but empty or relative, is no home: nothing is written to `/.visivo` or below the cwd.
+    """
+    windows = platform == "win32"
+    path = _path_rules(platform)
     env = os.environ if env is None else env
-    home = env.get("HOME") or os.path.expanduser("~")
-    if not home or not os.path.isabs(home):
+    if env is os.environ and "pathlib" in sys.modules:
+        home = _path_home(sys.modules["pathlib"])
+    else:
+        home = _home_from(env, windows, path)
+    if not windows and "HOME" in env and not path.isabs(env["HOME"]):
         return None
-    base = os.path.join(home, ".visivo")
+    return home if home and path.isabs(home) else None
+
+
+def _path_home(pathlib: Any) -> str | None:
+    try:
+        return str(pathlib.Path.home())
+    except (RuntimeError, KeyError, OSError):
+        return None
+
+
+def _home_from(env: Any, windows: bool, path: Any) -> str | None:
+    """What `Path.home()` answers for `env` (`ntpath`/`posixpath.expanduser("~")`)."""
+    if windows:
+        if env.get("USERPROFILE"):
+            return env["USERPROFILE"]
+        return path.join(env.get("HOMEDRIVE", ""), env.get("HOMEPATH", "")) or None
+    if "HOME" in env:
+        return env["HOME"].rstrip("/") or "/"
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError, OSError):
+        return None
+
+
+def _path_rules(platform: str) -> Any:
+    """`os.path`, or another platform's path rules to answer as it would (tests emulate it)."""
+    windows = platform == "win32"
+    if windows == (os.name == "nt"):
+        return os.path
+    import ntpath
+    import posixpath
+
+    return ntpath if windows else posixpath
+
+
+def paths(
+    env: dict[str, str] | os._Environ[str] | None = None, platform: str = sys.platform
+) -> Paths | None:
+    """The files under `~/.visivo` (`home_folder`), or None when there is no usable home."""
+    home = home_folder(env, platform)
+    if home is None:
+        return None
+    path = _path_rules(platform)
+    base = path.join(home, ".visivo")
     return Paths(
         base,
-        os.path.join(base, "telemetry.db"),
-        os.path.join(base, "telemetry.lock"),
-        os.path.join(base, "config.yml"),
+        path.join(base, "telemetry.db"),
+        path.join(base, "telemetry.lock"),
+        path.join(base, "config.yml"),
     )
 
 

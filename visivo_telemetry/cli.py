@@ -35,7 +35,7 @@ KEY_SOURCES = {
 def _paths() -> Paths:
     where = paths()
     if where is None:
-        raise click.ClickException("no usable home directory (HOME is unset or not absolute)")
+        raise click.ClickException("no usable home directory (empty or not absolute)")
     return where
 
 
