@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import TEST_API_KEY, clean_env, host_code, run_host
+from helpers import TEST_API_KEY, clean_env, host_code, run_host, wait_for_senders_to_exit
 
 from visivo_telemetry import Telemetry
 from visivo_telemetry._files import home_folder, paths
@@ -90,3 +90,14 @@ def test_an_empty_or_relative_home_is_no_home(value, tmp_path, home, project):
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert list(project.iterdir()) == [], "nothing below the working directory"
     assert os.path.exists("/.visivo") == before, "nothing at the root"
+
+
+def test_the_sender_drains_the_spool_of_the_home_its_host_found(visivo_home, home, env, collector):
+    """A host that found its home through a patched `Path.home()` starts a sender that drains
+    that very spool, never the one under `HOME`."""
+    with Telemetry("2.2.1", api_key=TEST_API_KEY, project_dir=None).command("run", ["-x"]):
+        pass
+    [event] = collector.wait_for_events(1, timeout=30)
+    assert event["properties"]["command"] == "run"
+    assert wait_for_senders_to_exit(visivo_home) == []
+    assert not (home / ".visivo").exists()

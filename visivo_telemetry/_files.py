@@ -86,6 +86,13 @@ def _path_rules(platform: str) -> Any:
     return ntpath if windows else posixpath
 
 
+def home_environment(where: Paths, platform: str = sys.platform) -> dict[str, str]:
+    """The variable that gives a sender this very home: the host may have found it through a
+    patched `Path.home()` (a test), which a new process would not see."""
+    user_home = _path_rules(platform).dirname(where.home)
+    return {"USERPROFILE" if platform == "win32" else "HOME": user_home}
+
+
 def paths(
     env: dict[str, str] | os._Environ[str] | None = None, platform: str = sys.platform
 ) -> Paths | None:

@@ -13,6 +13,7 @@ import os
 import time
 
 from . import _tuning as tuning
+from ._files import home_environment
 from ._spawn import reap, sender_alive, spawn_sender
 
 TYPE_CHECKING = False
@@ -67,7 +68,7 @@ class Launcher:
         if sender_alive(self._sink.paths.lock):
             return
         self._sink.stamp_spawn(time.time())
-        pid = spawn_sender()
+        pid = spawn_sender(home_environment(self._sink.paths))
         if pid is None:
             self._sink.stamp_spawn(None)
         else:
