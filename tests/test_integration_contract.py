@@ -22,6 +22,7 @@ INTEGRATION_API = {
     "Command",
     "DeclaredOption",
     "INTERRUPT_OR_TERMINATE",
+    "MAX_ARGS",
     "REDACTED",
     "RequestCounter",
     "TERMINATE",

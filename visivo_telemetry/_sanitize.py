@@ -270,13 +270,20 @@ def _path_only(path: str) -> str:
     return path
 
 
-def _fit(path: str) -> str:
-    """A leading `/`, and whole segments dropped from the end (marked `...`) to fit the cap."""
-    if not path.startswith("/"):
-        path = "/" + path
-    while len(path) > MAX_ENDPOINT:
-        path = path.removesuffix("/...").rsplit("/", 1)[0] + "/..."
-    return path
+def _fit(segments: list[str], more: bool) -> str:
+    """The segments joined behind a leading `/`; when that is over the cap (or `more` were
+    left unread), as many whole segments as fit, then `/...`. One pass over what fits."""
+    if len(segments) < 2 or segments[0]:
+        segments = ["", *segments]  # "" and "a/b" become "/" and "/a/b"
+    if not more and sum(map(len, segments)) + len(segments) - 1 <= MAX_ENDPOINT:
+        return "/".join(segments)
+    kept, length = 0, -1  # the first segment has no `/` before it
+    for segment in segments:
+        if length + 1 + len(segment) + len("/...") > MAX_ENDPOINT:
+            break
+        length += 1 + len(segment)
+        kept += 1
+    return "/".join(segments[:kept]) + "/..."
 
 
 def _vocabulary(known_segments: Iterable[str] | None) -> Collection[str]:
@@ -312,7 +319,12 @@ def sanitize_endpoint(path: str, known_segments: Iterable[str] | None = None) ->
         if not isinstance(path, str):
             return "/"
         known = _vocabulary(known_segments)
-        segments = [_kept_or_placeholder(s, known) for s in _path_only(path).split("/")]
-        return _fit("/".join(segments))
+        # Each segment takes at least its `/`: past the cap's count the rest can never be
+        # shown, so it is neither split nor read (a 128 KB path costs what its head costs).
+        parts = _path_only(path).split("/", MAX_ENDPOINT + 1)
+        more = len(parts) > MAX_ENDPOINT + 1
+        if more:
+            del parts[-1]
+        return _fit([_kept_or_placeholder(s, known) for s in parts], more)
     except Exception:
         return "/"

@@ -22,14 +22,15 @@ The integration API:
   arrives, before it takes effect; the process then ends exactly as it would have without us.
 - For naming what a parser saw: `DeclaredOption(text, sensitive)` marks a token the host's own
   parser knows is one of its options (kept as typed by `sanitize_args`), `is_sensitive_flag`,
-  `is_number`, the placeholders `REDACTED` and `VALUE`; for routes, `is_clean_segment` (a
+  `is_number`, the placeholders `REDACTED` and `VALUE`, and `MAX_ARGS`, how many argument
+  tokens are ever recorded (an integration need not read further); for routes, `is_clean_segment` (a
   segment the sender accepts) and `sanitize_endpoint`.
 """
 
 from .._client import Command
 from .._requests import RequestCounter
 from .._sanitize import DeclaredOption, is_number, is_sensitive_flag, sanitize_endpoint
-from .._schema import REDACTED, VALUE, is_clean_segment
+from .._schema import MAX_ARGS, REDACTED, VALUE, is_clean_segment
 from .._signals import INTERRUPT_OR_TERMINATE, TERMINATE
 from .._signals import register as on_signal
 from .._signals import unregister as remove_signal_callback
@@ -37,6 +38,7 @@ from .._tuning import WINDOW_S
 
 __all__ = [
     "INTERRUPT_OR_TERMINATE",
+    "MAX_ARGS",
     "REDACTED",
     "TERMINATE",
     "VALUE",

@@ -34,6 +34,7 @@ import click
 
 from .. import Telemetry
 from . import (
+    MAX_ARGS,
     REDACTED,
     VALUE,
     Command,
@@ -204,16 +205,19 @@ class _Walk:
     """Reads a command's argv as click's parser does, naming options from its own table."""
 
     def __init__(self, args: list[str], spec: _Spec) -> None:
-        self.rest = list(args)
+        self.rest = args[::-1]
+        """The tokens still to read, the next one last: taking one is O(1) whatever argv's size."""
         self.spec = spec
         self.out: list[object] = []
 
     def run(self) -> list[object]:
-        while self.rest:
-            token = self.rest.pop(0)
+        """The first `MAX_ARGS` tokens named or masked: no more are ever recorded, so a huge
+        argv costs no more than a short one."""
+        while self.rest and len(self.out) < MAX_ARGS:
+            token = self.rest.pop()
             if token == "--":
                 self.out.append(token)
-                self.out.extend(self.rest)
+                self.out.extend(reversed(self.rest[-MAX_ARGS:]))
                 return self.out
             if self.spec.is_option(token):
                 self.option(token)
@@ -221,7 +225,7 @@ class _Walk:
                 self.out.append(token)
             else:
                 self.out.append(token)
-                self.out.extend(_value(t, False) for t in self.rest)
+                self.out.extend(_value(t, False) for t in reversed(self.rest[-MAX_ARGS:]))
                 return self.out
         return self.out
 
@@ -263,10 +267,10 @@ class _Walk:
 
     def values(self, opt: _Opt) -> None:
         """The values a declared option consumes, whatever they look like."""
-        if opt.optional and (not self.rest or self.spec.is_option(self.rest[0])):
+        if opt.optional and (not self.rest or self.spec.is_option(self.rest[-1])):
             return
         for _ in range(min(opt.nargs, len(self.rest))):
-            self.out.append(_value(self.rest.pop(0), opt.sensitive))
+            self.out.append(_value(self.rest.pop(), opt.sensitive))
 
 
 def mask_undeclared_flags(args: list[str], spec: _Spec) -> list[object]:
