@@ -205,15 +205,48 @@ class Row(Record):
     _defaults = ("events",)
 
 
-def window_properties(base: str, request_count: int, duration_ms_total: float) -> str:
-    """A request window's properties: its fixed ones plus the count and the mean duration."""
+MAX_DEPTH = 8
+"""Deeper than any event we build (properties, then `object_counts` or `command_args`: 2).
+A row nested deeper is damage or tampering, refused before `json` recurses into it."""
+
+
+def parse_properties(text: object) -> dict[str, Any] | None:
+    """A spooled row's properties as a dict; None for a row we refuse unread: over the size
+    cap, nested deeper than `MAX_DEPTH`, not JSON, or not an object. Never raises, so one
+    poison row can never stop a batch, a sender or `flush`."""
+    if not isinstance(text, str) or len(text) > schema.MAX_PROPERTIES_BYTES:
+        return None
+    if text.count("[") + text.count("{") > MAX_DEPTH and _nesting(text) > MAX_DEPTH:
+        return None
     import json
 
     try:
-        properties = json.loads(base)
-        properties["request_count"] = request_count
-        properties["duration_ms"] = _duration(duration_ms_total / request_count)
-    except (ValueError, TypeError, ZeroDivisionError):
+        properties = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return properties if isinstance(properties, dict) else None
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in `text`, counting those inside strings too (an over-count,
+    which only ever refuses more); only read when the text holds many brackets."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def window_properties(base: str, request_count: int, duration_ms_total: float) -> str:
+    """A request window's properties: its fixed ones plus the count and the mean duration."""
+    properties = parse_properties(base)
+    try:
+        properties["request_count"] = request_count  # type: ignore[index]
+        properties["duration_ms"] = _duration(duration_ms_total / request_count)  # type: ignore[index]
+    except (TypeError, ZeroDivisionError):
         return base  # refused by `wire_json`, as any damaged row is
     return dumps(properties)
 
@@ -252,17 +285,10 @@ def wire_json(row: Row) -> str | None:
     row lacks them (a spool written by an earlier version of this library); a row holding any
     other value for a control is refused.
     """
-    import json
-
     if not schema.is_uuid(row.uuid) or not schema.is_timestamp(row.created_at):
         return None
-    if len(row.properties) > schema.MAX_PROPERTIES_BYTES:
-        return None
-    try:
-        properties = json.loads(row.properties)
-    except ValueError:
-        return None
-    if not isinstance(properties, dict):
+    properties = parse_properties(row.properties)
+    if properties is None:
         return None
     for key, value in schema.FIXED_VALUES.items():
         properties.setdefault(key, value)
@@ -290,13 +316,10 @@ def from_newer_library(row: Row) -> bool:
     A row we cannot validate but a newer version wrote may hold what we do not know yet (a new
     field): we leave it for a sender of that version instead of dropping it.
     """
-    import json
-
-    try:
-        written_by = json.loads(row.properties).get(schema.LIB_VERSION_KEY)
-    except (ValueError, AttributeError):
+    properties = parse_properties(row.properties)
+    if properties is None:
         return False
-    return _version_tuple(written_by) > _version_tuple(LIB_VERSION)
+    return _version_tuple(properties.get(schema.LIB_VERSION_KEY)) > _version_tuple(LIB_VERSION)
 
 
 HISTORICAL_AGE_S = 48 * 3600
