@@ -52,6 +52,8 @@ class Stop(str, enum.Enum):
     DEADLINE = "deadline"
     FAILED = "failed"
     CORRUPT = "corrupt"
+    UNSAFE_LOCK = "unsafe-lock"
+    """The lock file is a link, a folder or a device: never opened, nothing sent."""
 
     def __str__(self) -> str:
         return self.value

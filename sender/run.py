@@ -15,7 +15,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from visivo_telemetry import _spool as spool
-from visivo_telemetry._files import paths
+from visivo_telemetry._files import is_plain_or_absent, paths
 from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
 from visivo_telemetry._tuning import DRAIN_BUDGET_S, LIFETIME_S, LINGER_S, POLL_S
@@ -112,6 +112,8 @@ def deliver(
             # Checked in before trying the lock: a host that still sees this sender as "starting"
             # committed its row before we try, so a holder we lose to will see that row.
             _check_in(where.db)
+            if not is_plain_or_absent(where.lock):
+                return Outcome(stopped_because=Stop.UNSAFE_LOCK)
             lock = FileLock(where.lock, timeout=lock_timeout, mode=0o600)
             try:
                 lock.acquire()

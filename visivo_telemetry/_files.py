@@ -110,6 +110,17 @@ def paths(
     )
 
 
+def is_plain_or_absent(path: str) -> bool:
+    """Whether `path` is absent or a regular file itself (never a link, a directory or a
+    device): the only lock file that may be opened, since opening one truncates it."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 class Unreadable(Exception):
     """A config file that mentions telemetry but cannot be read as a YAML mapping."""
 

@@ -20,7 +20,7 @@ from . import _destination as destination
 from . import _events as events
 from . import _precedence as precedence
 from . import _spool as spool
-from ._files import ConfigWriteError, Paths, paths, write_flag
+from ._files import ConfigWriteError, Paths, is_plain_or_absent, paths, write_flag
 from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
@@ -256,6 +256,11 @@ def flush() -> None:
     if reason is Stop.OPTED_OUT:
         click.echo("telemetry is off: nothing sent, the spool was deleted")
         return
+    if reason is Stop.UNSAFE_LOCK:
+        raise click.ClickException(
+            f"{where.lock} is a link or not a file, so it is never opened: nothing sent; "
+            "remove it and the events will go"
+        )
     line = f"sent {outcome.sent} events, {outcome.failed} failed"
     if outcome.dropped:
         line += f", {outcome.dropped} dropped (too old, invalid or rejected)"
@@ -279,12 +284,12 @@ def _sender_lock(where: Paths) -> Any:
     """Wait for a running sender to finish, so it cannot send what we are about to delete."""
     from filelock import FileLock, Timeout
 
-    if not os.path.isdir(where.home):
-        return None
+    if not os.path.isdir(where.home) or not is_plain_or_absent(where.lock):
+        return None  # a lock that is a link or a folder is never opened; no sender can hold it
     lock = FileLock(where.lock, timeout=SENDER_WAIT_S, mode=0o600)
     try:
         lock.acquire()
-    except Timeout:
+    except (Timeout, OSError):
         return None
     return lock
 
