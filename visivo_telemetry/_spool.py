@@ -73,6 +73,8 @@ SENDER_SPAWNED_AT = "sender_spawned_at"
 SENDER_STARTED_AT = "sender_started_at"
 APP_KEY_STATE = "app_api_key"
 APP_HOST_STATE = "app_host"
+SET_ASIDE = "spools_set_aside"
+"""How many damaged or foreign spools were moved aside and replaced by this one."""
 
 DROP_REASONS = ("age", "attempts", "rows", "invalid", "rejected", "too_large")
 """Why the sender dropped events; each has a counter `dropped_<reason>` in `state`.
@@ -159,8 +161,33 @@ def move_aside(path: str) -> None:
             pass
 
 
+OUR_TABLES = frozenset({"events", "state", "request_windows"})
+"""Every table this version makes; their only indexes are SQLite's own (`sqlite_autoindex_*`,
+for the UNIQUE and PRIMARY KEY columns). No version of this library makes a trigger or a view."""
+
+
+def _refuse_foreign_objects(conn: sqlite3.Connection) -> None:
+    """Raise for a spool holding what no version of ours makes: a trigger planted on `state`
+    could rewrite where events go, a view could stand in for a table. Such a file is treated
+    as damaged (`is_corruption`): moved aside, never used. A spool of our format or older
+    must hold only our tables; a newer one may hold tables and indexes we do not know yet."""
+    import sqlite3
+
+    newer = conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION
+    for kind, name, table in conn.execute("SELECT type, name, tbl_name FROM sqlite_master"):
+        ours = table in OUR_TABLES and (
+            (kind == "table" and name == table)
+            or (kind == "index" and name.startswith("sqlite_autoindex_"))
+        )
+        if kind in ("trigger", "view") or not (ours or newer):
+            raise sqlite3.DatabaseError(f"not a database of ours: it holds {kind} {name!r}")
+
+
 def _prepare(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the tables; never downgrade a spool a newer version wrote."""
+    """Refuse what is not ours; create or upgrade the tables; never downgrade a spool a newer
+    version wrote."""
+    conn.execute("PRAGMA trusted_schema=OFF")
+    _refuse_foreign_objects(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
@@ -185,12 +212,15 @@ def connect(path: str) -> sqlite3.Connection:
         )
         try:
             _prepare(conn)
-            return conn
         except sqlite3.DatabaseError as error:
             conn.close()
             if attempt == 2 or not is_corruption(error):
                 raise
             move_aside(path)
+            continue
+        if attempt == 2:
+            add_to_counter(conn, SET_ASIDE, 1)
+        return conn
     raise AssertionError("unreachable")
 
 
@@ -210,7 +240,8 @@ def open_existing(path: str) -> sqlite3.Connection | None:
 
 
 def is_corruption(error: sqlite3.DatabaseError) -> bool:
-    """Whether SQLite says the file is damaged (never a full disk, a lock or a permission)."""
+    """Whether the file is damaged (never a full disk, a lock or a permission): SQLite says so,
+    or it holds objects we never make (`_refuse_foreign_objects`)."""
     message = str(error).lower()
     return "not a database" in message or "malformed" in message or "corrupt" in message
 
