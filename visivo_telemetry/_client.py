@@ -158,9 +158,8 @@ class Telemetry:
         `window_s` (aligned to the clock) are one event with their `request_count`.
         """
         self._long_running = True
-        for pipeline in (self._production, self._pipeline()):
-            if pipeline is not None:
-                pipeline.serve()
+        if self._production is not None:  # only production starts senders
+            self._production.serve()
         from ._requests import RequestCounter
 
         return RequestCounter(self._pipeline, endpoint_of, window_s)

@@ -201,11 +201,7 @@ def production(app: App, long_running: bool) -> Pipeline:
 
 def off(app: App, why: str) -> Pipeline:
     """A pipeline that records nothing (something went wrong deciding)."""
-    return Pipeline(app, OptOut(None, lambda _project: Decision(False, why), _nothing))
-
-
-def _nothing() -> None:
-    pass
+    return Pipeline(app, OptOut(None, lambda _project: Decision(False, why)))
 
 
 _installed: list[Environment] = []

@@ -84,16 +84,18 @@ class OptOut:
     telemetry off, and every "off" it finds is reported through `on_off` (in production: the
     spool is purged)."""
 
-    def __init__(self, project_dir: str | None, decide: Decide, on_off: Callable[[], None]):
+    def __init__(
+        self, project_dir: str | None, decide: Decide, on_off: Callable[[], None] | None = None
+    ) -> None:
         """`decide(project_dir)` is the policy (None: no project); `on_off()` runs whenever a
         decision turns telemetry off, at start included."""
         self._decide = decide
-        self._on_off = on_off
+        self._on_off = on_off or _nothing
         self._project_dir = project_dir
         self._started = decide(project_dir)
         self._for_command: Decision | None = None
         if not self._started.enabled:
-            on_off()
+            self._on_off()
 
     @property
     def enabled(self) -> bool:
@@ -132,3 +134,7 @@ class OptOut:
         self._started = decision
         self._on_off()
         return False
+
+
+def _nothing() -> None:
+    pass

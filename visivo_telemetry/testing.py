@@ -106,7 +106,7 @@ class _Capture:
     def pipeline_for(self, app: _pipeline.App) -> _pipeline.Pipeline:
         pipeline = self._pipelines.get(id(app))
         if pipeline is None:
-            opt_out = OptOut(app.project_dir, self._decide, _nothing)
+            opt_out = OptOut(app.project_dir, self._decide)
             settings = application_settings(app.api_key, app.host)
             sink = NullSink() if settings.key_error else self.sink
             pipeline = self._pipelines[id(app)] = _pipeline.Pipeline(app, opt_out, settings, sink)
@@ -116,10 +116,6 @@ class _Capture:
         if self._opted_out:
             return Decision(False, "capture")
         return project_decision(project_dir) or Decision(True, "default")
-
-
-def _nothing() -> None:
-    pass
 
 
 @contextmanager
