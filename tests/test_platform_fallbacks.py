@@ -118,7 +118,7 @@ def test_parallel_hosts_deliver_every_event_once(env, home, project, collector, 
         flush({**env, **extra})
     received = collector.events()
     left = [(r["attempts"], r["leased_until"]) for r in spool_rows(home)]
-    assert len({e["uuid"] for e in received}) == 20, (left, spool_state(home))
+    assert len({e["uuid"] for e in received}) == 20, (left, sorted(spool_state(home).items()))
     assert collector.stats()["duplicates"] == 0
     assert spool_rows(home) == []
 
