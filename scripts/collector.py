@@ -43,6 +43,9 @@ query), ``headers`` (every header, in order, as a JSON list of ``[name, value]``
 (the bytes as received);
 :meth:`Collector.received` gives them back decompressed.
 
+With ``--certfile`` and ``--keyfile`` it speaks HTTPS (the handshake runs in the connection's
+own thread, so a client that stalls it holds up nobody else), as PostHog's capture does.
+
 Control endpoints: ``POST /_control/mode`` with ``{"mode": "..."}`` and ``GET /_control/stats``.
 
 Run it as a script (see ``--help``) or, from Python, through the :class:`Collector` helper,
@@ -61,6 +64,7 @@ import signal
 import socket
 import socketserver
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
@@ -676,11 +680,21 @@ class CollectorServer(ThreadingHTTPServer):
         store: Store,
         modes: ModeSwitch,
         stopping: threading.Event,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.modes = modes
         self.stopping = stopping  # set on shutdown: ends blackhole holds and slow sleeps
+        self.tls = tls
         super().__init__(address, CollectorHandler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, after its TLS handshake when serving HTTPS."""
+        if self.tls is not None:
+            request.settimeout(10.0)
+            request = self.tls.wrap_socket(request, server_side=True)
+            request.settimeout(None)
+        super().finish_request(request, client_address)
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse-DNS lookup of the host, which can be slow."""
@@ -914,6 +928,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port-file", help="write the bound port number to this file")
     parser.add_argument("--mode", default="ok", help="initial fault mode (default: ok)")
     parser.add_argument("--quiet", action="store_true", help="do not print the listening line")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--keyfile", help="the private key of --certfile (PEM)")
     args = parser.parse_args(argv)
     try:
         args.host = loopback_host(args.host)
@@ -929,10 +945,14 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
 
+    tls = None
+    if args.certfile:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.certfile, args.keyfile)
     store = Store(args.db)
     server_class = CollectorServer6 if ":" in args.host else CollectorServer
     try:
-        server = server_class((args.host, args.port), store, ModeSwitch(args.mode), stopping)
+        server = server_class((args.host, args.port), store, ModeSwitch(args.mode), stopping, tls)
     except OSError as exc:
         store.close()
         print(f"collector: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -946,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
         write_port_file(args.port_file, port)
     if not args.quiet:
         host = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"collector listening on http://{host}:{port}", flush=True)
+        scheme = "https" if tls else "http"
+        print(f"collector listening on {scheme}://{host}:{port}", flush=True)
 
     while not stopping.wait(0.5):
         pass
@@ -966,18 +987,34 @@ class Collector:
     "collector down, then back". Only the standard library is used on this side.
     """
 
-    def __init__(self, db_path: str | Path, mode: str = "ok", port: int = 0) -> None:
+    def __init__(
+        self,
+        db_path: str | Path,
+        mode: str = "ok",
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: tuple[str | Path, str | Path, str | Path] | None = None,
+    ) -> None:
+        """`tls`: (certificate chain, its key, the CA that issued it), PEM files, for HTTPS."""
         self.db_path = Path(db_path)
         self.mode = mode
         self.port = port
+        self.host = host
+        self.tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmpdir: str | None = None
         # Never route control calls through an HTTP proxy from the environment.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list[Any] = [urllib.request.ProxyHandler({})]
+        if tls is not None:
+            control = ssl.create_default_context(cafile=str(tls[2]))
+            control.check_hostname = False  # the certificate names the receiver, not this address
+            handlers.append(urllib.request.HTTPSHandler(context=control))
+        self._opener = urllib.request.build_opener(*handlers)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> "Collector":
         """Launch the server and wait (at most 10 s) until it has bound its port."""
@@ -993,8 +1030,11 @@ class Collector:
             "--port", str(self.port),
             "--port-file", str(port_file),
             "--mode", self.mode,
+            "--host", self.host,
             "--quiet",
         ]  # fmt: skip
+        if self.tls is not None:
+            command += ["--certfile", str(self.tls[0]), "--keyfile", str(self.tls[1])]
         with open(stderr_path, "wb") as stderr:
             self._proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr

@@ -54,6 +54,22 @@ def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
+def print_failure(env: dict[str, str], project: Path) -> None:
+    """The failure lines of `visivo-telemetry status` (from `failures:` to `dropped:`)."""
+    status = subprocess.run(
+        [sys.executable, "-m", "visivo_telemetry.cli", "status"],
+        env=env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    start = next((i for i, line in enumerate(status) if line.startswith("failures:")), 0)
+    end = next((i for i, line in enumerate(status) if line.startswith("dropped:")), len(status))
+    for line in status[start:end]:
+        print(f"    {line}")
+
+
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
     """One CLI run as a user would start it; returns its exit code and wall time."""
     started = time.perf_counter()
@@ -120,6 +136,8 @@ def main() -> int:
         code, ms = run_cli(args, env, project)
         print(f"  visivo {' '.join(args):<80} exit {code}  {ms:6.1f} ms")
     wait_for_senders(home)
+    print("\n  `visivo-telemetry status` says why nothing left, and what one could set:")
+    print_failure(env, project)
     banner("2. The events wait in the spool, sanitized (no values, no paths, no secrets)")
     show_spool(db)
 

@@ -77,8 +77,13 @@ class Outcome(NamedTuple):
         )
 
 
-Failure = tuple[str, "float | None"]
-"""Why a send failed (`http_503`, `ConnectTimeout`…) and any `Retry-After`, in seconds."""
+class Failure(NamedTuple):
+    """Why a send failed (`http_503`, `timeout`…: a key of `_failures.HINTS`), any
+    `Retry-After` in seconds, and the cause in one line for `status`."""
+
+    error: str
+    retry_after: float | None = None
+    detail: str = ""
 
 
 class Split:
@@ -145,7 +150,7 @@ def failure_of(answer: Response) -> Failure:
     retry_after = retry_after_seconds(answer.retry_after)
     if answer.status in (401, 403) and retry_after is None:
         retry_after = AUTH_BACKOFF_S
-    return f"http_{answer.status}", retry_after
+    return Failure(f"http_{answer.status}", retry_after)
 
 
 class Drain:
@@ -280,7 +285,7 @@ class Drain:
             else:
                 answer = self.transport.post(settings.batch_url, part_body(settings.api_key, part))
         except TransportError as error:
-            return str(error) or "TransportError", None
+            return Failure(error.kind, None, error.detail)
         rows = [row for row, _ in part]
         if 200 <= answer.status < 300:
             spool.delete(self.conn, rows)
@@ -307,12 +312,12 @@ class Drain:
                 self._drop([row for row, why in split.rejected if why == status], reason)
             kept = []
         elif kept and failure is None:
-            failure = (f"http_{split.rejected[0][1]}", None)
+            failure = Failure(f"http_{split.rejected[0][1]}")
         if failure is None and split.pending:
-            failure = ("split-budget", None)
+            failure = Failure("split-budget")
         if failure is None:
             return True
-        self._fail([row for row, _ in failed_part] + kept, *failure)
+        self._fail([row for row, _ in failed_part] + kept, failure)
         return False
 
     def _record_success(self) -> None:
@@ -323,9 +328,19 @@ class Drain:
     def _drop(self, rows: list[Row], reason: str) -> None:
         self.dropped += spool.drop(self.conn, rows, reason)
 
-    def _fail(self, rows: list[Row], error: str, retry_after: float | None) -> None:
+    def _fail(self, rows: list[Row], failure: Failure) -> None:
         """Keep the rows for later, count the attempt, persist when to try again."""
         self.failed += len(rows)
-        spool.record_failure(
-            self.conn, rows, error, iso_utc(), lambda failures: backoff_delay(failures, retry_after)
-        )
+        record_failure(self.conn, rows, failure)
+
+
+def record_failure(conn: sqlite3.Connection, rows: list[Row], failure: Failure) -> None:
+    """Give `rows` back and persist the failure and when to try again (the backoff policy)."""
+    spool.record_failure(
+        conn,
+        rows,
+        failure.error,
+        iso_utc(),
+        lambda failures: backoff_delay(failures, failure.retry_after),
+        failure.detail,
+    )

@@ -12,16 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from visivo_telemetry import _spool as spool
 from visivo_telemetry._files import is_plain_or_absent, paths
 from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
 from visivo_telemetry._tuning import DRAIN_BUDGET_S, LIFETIME_S, LINGER_S, POLL_S
 
-from .drain import Drain, Outcome, Stop
-from .transport import HttpxTransport, Transport
+from .drain import Drain, Failure, Outcome, Stop, record_failure
+from .transport import HttpxTransport, Transport, TransportError, describe
 
 MAX_HANDOFFS = 10
 
@@ -101,7 +99,14 @@ def deliver(
     deadline = time.monotonic() + budget_s
     total: Outcome | None = None
     own_transport = transport is None
-    transport = transport or HttpxTransport()
+    try:
+        from filelock import FileLock, Timeout
+
+        transport = transport or HttpxTransport()
+    except TransportError as error:
+        return cannot_send(where.db, Failure(error.kind, None, error.detail), respect_backoff)
+    except ImportError as error:
+        return cannot_send(where.db, Failure("sender-unavailable", None, describe(error)), True)
     options = {
         "respect_backoff": respect_backoff,
         "deadline": deadline,
@@ -139,6 +144,25 @@ def deliver(
     finally:
         if own_transport:
             transport.close()
+
+
+def cannot_send(db_path: str, failure: Failure, respect_backoff: bool = True) -> Outcome:
+    """Record a failure that happened before any request (no HTTP stack, an unusable proxy or
+    CA bundle), with its backoff: hosts then start no sender per command until it allows."""
+    try:
+        conn = spool.open_existing(db_path)
+        if conn is None:
+            return Outcome()
+        try:
+            if respect_backoff and not spool.backoff_allows(conn):
+                return Outcome(stopped_because=Stop.BACKOFF)
+            pending, _ = spool.summary(conn)
+            record_failure(conn, [], failure)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return Outcome(stopped_because=Stop.FAILED)
+    return Outcome(failed=pending, stopped_because=Stop.FAILED)
 
 
 _LIFETIME_ENV = "VISIVO_TELEMETRY_SENDER_LIFETIME_S"
@@ -233,5 +257,16 @@ def main() -> None:
         _arm_lifetime_cap(lifetime_s)
         _lower_priority()
         deliver(linger_s=LINGER_S, budget_s=DRAIN_BUDGET_S * lifetime_s / LIFETIME_S)
+    except Exception as error:  # a bug or a broken install: backed off, never one per command
+        _record_crash(error)
     except BaseException:
+        pass
+
+
+def _record_crash(error: Exception) -> None:
+    try:
+        where = paths()
+        if where is not None:
+            cannot_send(where.db, Failure("sender-unavailable", None, describe(error)))
+    except Exception:
         pass

@@ -38,9 +38,27 @@ TELEMETRY_ENV = (
 )
 
 
+NETWORK_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+"""The runner's proxies and CA bundles (any case) never reach a test's hosts and senders."""
+
+
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a host process: our HOME, no telemetry variables of the runner's."""
-    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_ENV}
+    """The environment of a host process: our HOME, no telemetry or network settings of the
+    runner's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in TELEMETRY_ENV and k.upper() not in NETWORK_ENV
+    }
     env["HOME"] = str(home)
     env["VISIVO_POSTHOG_HOST"] = DEAD_RECEIVER
     env.update(extra)

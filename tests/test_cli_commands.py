@@ -75,10 +75,13 @@ def test_status_reports_pending_events_failures_and_the_last_send(home, project,
 
     assert info["pending"] == 3 and info["spool_exists"] is True
     assert 0 <= info["oldest_pending_age_s"] < 120
-    assert info["failures"] >= 1 and info["last_error"] == "ConnectError"
+    assert info["failures"] >= 1 and info["last_error"] == "connection-refused"
+    assert "Connection refused" in info["last_error_detail"]
+    assert "VISIVO_POSTHOG_HOST" in info["last_error_hint"]
     assert info["next_attempt_at"] > time.time() - 60
     assert "pending:      3 (oldest " in human
-    assert "last error:   ConnectError at " in human
+    assert "last error:   connection-refused at " in human
+    assert f"\n{'':14}nothing accepts connections at the receiver's address" in human
     assert "last sent:    never" in human
 
     with Collector(tmp_path / "r.db") as receiver:
@@ -142,7 +145,10 @@ def test_flush_reports_failures_and_keeps_events_when_the_receiver_is_down(home,
     assert result.returncode == 1
     assert result.stdout == "sent 0 events, 3 failed\n"
     [line] = result.stderr.splitlines()
-    assert line.startswith("Error: could not deliver (ConnectError)")
+    assert line.startswith(
+        "Error: could not deliver (connection-refused: nothing accepts connections at the "
+        "receiver's address"
+    )
     assert len(spool_rows(home)) == 3
 
 

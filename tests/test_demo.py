@@ -18,6 +18,9 @@ def test_the_demo_delivers_every_event_it_records(tmp_path):
     )
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    down = result.stdout.split("== 1")[1].split("== 2")[0]
+    assert "last error:   connection-refused at " in down
+    assert "nothing accepts connections at the receiver's address" in down
     spool = result.stdout.split("== 2")[1].split("== 3")[0]
     assert "<redacted>" in spool and "s3cr3t" not in spool
     assert "received 45 distinct (0 duplicate deliveries), 0 left in the spool" in result.stdout

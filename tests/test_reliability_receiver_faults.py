@@ -76,7 +76,7 @@ def test_events_wait_for_a_refusing_receiver_and_arrive_when_it_listens(home, pr
     env = clean_env(home, VISIVO_POSTHOG_HOST=f"http://127.0.0.1:{port}")
     run_hosts(env, project)
     assert wait_for_senders_to_exit(home) == []
-    assert spool_state(home)["last_error"] == "ConnectError"
+    assert spool_state(home)["last_error"] == "connection-refused"
     with Collector(tmp_path / "r.db", port=port) as back:
         recover(env, home)
         assert_delivered_once_each(back)

@@ -69,6 +69,8 @@ FAILURES = "failures"
 LAST_SUCCESS_AT = "last_success_at"
 LAST_ERROR = "last_error"
 LAST_ERROR_AT = "last_error_at"
+LAST_ERROR_DETAIL = "last_error_detail"
+"""The last failure's cause in one line (never a credential), beside its kind in `last_error`."""
 SENDER_SPAWNED_AT = "sender_spawned_at"
 SENDER_STARTED_AT = "sender_started_at"
 APP_KEY_STATE = "app_api_key"
@@ -461,6 +463,7 @@ def record_failure(
     error: str,
     now_iso: str,
     delay_after: Callable[[int], float],
+    detail: str = "",
 ) -> None:
     """Give `rows` back, count the failure in a row, and persist when to try again.
 
@@ -474,6 +477,7 @@ def record_failure(
         set_state(conn, FAILURES, failures)
         set_state(conn, LAST_ERROR, error)
         set_state(conn, LAST_ERROR_AT, now_iso)
+        set_state(conn, LAST_ERROR_DETAIL, detail or None)
         set_state(conn, NEXT_ATTEMPT_AT, f"{time.time() + delay:.3f}")
 
 

@@ -18,6 +18,7 @@ import click
 
 from . import _destination as destination
 from . import _events as events
+from . import _failures as failures
 from . import _precedence as precedence
 from . import _spool as spool
 from ._files import ConfigWriteError, Paths, is_plain_or_absent, paths, write_flag
@@ -141,6 +142,8 @@ def collect_status(project_dir: str) -> dict[str, Any]:
         "failures": int(state.get(spool.FAILURES) or 0),
         "last_error": state.get(spool.LAST_ERROR),
         "last_error_at": state.get(spool.LAST_ERROR_AT),
+        "last_error_detail": state.get(spool.LAST_ERROR_DETAIL),
+        "last_error_hint": failures.hint(state.get(spool.LAST_ERROR)),
         "dropped": spool.counters(state),
     }
 
@@ -167,6 +170,10 @@ def _render_status(info: dict[str, Any]) -> str:
     error = info["last_error"] or "none"
     if info["last_error"] and info["last_error_at"]:
         error += f" at {info['last_error_at']}"
+    if info["last_error_hint"]:
+        error += f"\n{'':14}{info['last_error_hint']}"
+    if info["last_error_detail"]:
+        error += f"\n{'':14}({info['last_error_detail']})"
     dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items() if v) or "none"
     destination = info["destination"]
     if info["destination_error"]:
@@ -242,12 +249,18 @@ def _progress_line() -> Any:
 def flush() -> None:
     """Send every pending event now, in the foreground, ignoring backoff."""
     from visivo_telemetry._sender.run import Stop, deliver
+    from visivo_telemetry._sender.transport import describe
 
     where = _paths()
     progress = _progress_line()
-    outcome = deliver(
-        respect_backoff=False, lock_timeout=SENDER_WAIT_S, budget_s=600.0, progress=progress
-    )
+    try:
+        outcome = deliver(
+            respect_backoff=False, lock_timeout=SENDER_WAIT_S, budget_s=600.0, progress=progress
+        )
+    except Exception as error:  # one line, never a traceback; the events stay
+        raise click.ClickException(
+            f"could not deliver ({describe(error)}); the events stay in the spool for later"
+        ) from None
     if progress is not None:
         click.echo("\r\033[K", err=True, nl=False)
     reason = outcome.stopped_because
@@ -275,8 +288,9 @@ def flush() -> None:
         )
     if outcome.failed:
         error = _read(where.db, lambda conn: spool.get_state(conn, spool.LAST_ERROR), None)
+        explained = f"{error}: {failures.hint(error)}" if failures.hint(error) else error or reason
         raise click.ClickException(
-            f"could not deliver ({error or reason}); the events stay in the spool for later"
+            f"could not deliver ({explained}); the events stay in the spool for later"
         )
 
 
