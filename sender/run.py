@@ -158,6 +158,7 @@ def cannot_send(db_path: str, failure: Failure, respect_backoff: bool = True) ->
                 return Outcome(stopped_because=Stop.BACKOFF)
             pending, _ = spool.summary(conn)
             record_failure(conn, [], failure)
+            spool.stamp(conn, spool.SENDER_STARTED_AT, time.time())  # started, and done
         finally:
             conn.close()
     except sqlite3.Error:

@@ -364,35 +364,45 @@ def test_no_proxy_sends_the_receiver_direct(home, project, tmp_path, pki):
         assert_delivered(receiver, home)
 
 
-@pytest.mark.parametrize(
-    "setting",
-    [
-        pytest.param(
-            {"ALL_PROXY": f"socks4://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:1080"},
-            id="a proxy scheme httpx lacks",
-        ),
-        pytest.param({"PYTHONPATH": "BROKEN"}, id="an HTTP stack that fails to import"),
-    ],
-)
+@pytest.mark.parametrize("broken", ["proxy scheme httpx lacks", "HTTP stack fails to import"])
 def test_a_sender_that_cannot_send_backs_off_so_commands_start_no_more(
-    setting, home, project, tmp_path
+    broken, home, project, tmp_path
 ):
-    """A broken setup is one recorded failure with its backoff, never a sender per command."""
-    if setting.get("PYTHONPATH") == "BROKEN":
-        broken = tmp_path / "broken"
-        (broken / "httpx").mkdir(parents=True)
-        (broken / "httpx" / "__init__.py").write_text("raise ImportError('httpx is broken')\n")
-        setting = {"PYTHONPATH": str(broken)}
-    env = clean_env(home, VISIVO_POSTHOG_HOST="https://localhost:9", **setting)
-    for _ in range(5):
+    """A broken setup is one recorded failure with its backoff, never a sender per command.
+
+    A `sitecustomize` on `PYTHONPATH` logs every Python process's command line: the senders
+    started are counted, not guessed from the spool.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    launches = tmp_path / "launches.log"
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nwith open({str(launches)!r}, 'a') as log:\n"
+        "    log.write(repr(sys.orig_argv) + '\\n')\n"
+    )
+    if broken == "proxy scheme httpx lacks":
+        setting = {"ALL_PROXY": f"socks4://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:1080"}
+        kind = "proxy-unsupported"
+    else:
+        (site / "httpx").mkdir()
+        (site / "httpx" / "__init__.py").write_text("raise ImportError('httpx is broken')\n")
+        setting = {}
+        kind = "sender-unavailable"
+    env = clean_env(
+        home, VISIVO_POSTHOG_HOST="https://localhost:9", PYTHONPATH=str(site), **setting
+    )
+    commands = 5
+    for _ in range(commands):
         result, _ = run_host(host_code(), env, cwd=project)
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
         assert wait_for_senders_to_exit(home) == []
+    lines = launches.read_text().splitlines()
+    senders = [line for line in lines if "_sender" in line]
+    assert len(lines) == commands + len(senders)
+    assert len(senders) == 1, "a command started a sender despite the backoff"
     state = spool_state(home)
-    kind = "sender-unavailable" if "PYTHONPATH" in setting else "proxy-unsupported"
-    assert state["last_error"] == kind
-    assert state["failures"] == "1", "each command started a sender despite the backoff"
-    assert len(spool_rows(home)) == 5
+    assert state["last_error"] == kind and state["failures"] == "1"
+    assert len(spool_rows(home)) == commands
     assert PROXY_PASSWORD.encode() not in spool_bytes(home)
 
     flushed = vt("flush", env=env)

@@ -232,7 +232,9 @@ def open_existing(path: str) -> sqlite3.Connection | None:
 
     if not os.path.exists(path):
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S)
+    conn = sqlite3.connect(
+        f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None
+    )  # autocommit, as `connect`: a write outside `Transaction` is never silently rolled back
     try:
         _prepare(conn)  # a spool an older version made gains today's tables
     except BaseException:
