@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from helpers import PYTHON, ROOT, clean_env, run_stderr_on, wait_for_senders_to_exit
+from helpers import (
+    PYTHON,
+    ROOT,
+    clean_env,
+    run_stderr_on,
+    spool_path,
+    spool_rows,
+    vt,
+    wait_for_senders_to_exit,
+)
 
+from visivo_telemetry import _schema
 from visivo_telemetry._files import Unreadable, paths
-from visivo_telemetry._notice import NOTICE_KEY
+from visivo_telemetry._notice import CHANGED, FIRST_VERSIONED, NOTICE_KEY, fields_version
 from visivo_telemetry._yaml_scan import read_flag
 
 HOST = """\
@@ -42,7 +52,8 @@ def test_the_notice_is_shown_once_per_machine(home, project):
     assert str(home / ".visivo" / "telemetry.db") in first
     assert second == ""
     assert config.read_text() == (
-        "# mine\nposthog_api_key: phc_x  # keep\ntelemetry_notice_shown: true\n"
+        "# mine\nposthog_api_key: phc_x  # keep\n"
+        f"telemetry_notice_version: {fields_version()}\ntelemetry_notice_shown: true\n"
     )
     assert wait_for_senders_to_exit(home) == []
 
@@ -117,3 +128,79 @@ def test_an_unclear_notice_flag_shows_nothing_rather_than_every_time(home, proje
         read_flag(paths({"HOME": str(home)}), NOTICE_KEY)
     assert host(clean_env(home), project) == ""
     assert config.read_text() == text
+
+
+# --------------------------------------------------------------------------- nothing leaves first
+
+CLI = [PYTHON, str(ROOT / "scripts" / "visivo_cli.py")]
+
+
+def test_the_run_that_shows_the_notice_sends_nothing_and_the_next_sends_both(
+    home, project, collector
+):
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url)
+
+    code, _, first = run([*CLI, "compile"], env, project, tty=True)
+    assert code == 0 and first.startswith("Visivo collects anonymous usage data")
+    assert wait_for_senders_to_exit(home) == []
+    assert collector.events() == [] and len(spool_rows(home)) == 1
+
+    code, _, second = run([*CLI, "run"], env, project, tty=True)
+    assert (code, second) == (0, "")
+    assert wait_for_senders_to_exit(home) == []
+    assert sorted(e["properties"]["command"] for e in collector.events()) == ["compile", "run"]
+    assert spool_rows(home) == []
+
+
+def test_disable_after_the_notice_means_nothing_is_ever_sent(home, project, collector):
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url)
+
+    code, _, first = run([*CLI, "compile"], env, project, tty=True)
+    assert code == 0 and "visivo-telemetry disable" in first
+    assert vt("disable", env=env).returncode == 0
+    code, _, second = run([*CLI, "run"], env, project, tty=True)
+
+    assert (code, second) == (0, "")
+    assert wait_for_senders_to_exit(home) == []
+    assert collector.events() == [] and collector.requests() == []
+    assert not spool_path(home).exists()
+
+
+def test_no_terminal_no_notice_and_the_event_leaves_as_before(home, project, collector):
+    env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url)
+    code, _, err = run([*CLI, "compile"], env, project, tty=False)
+    assert (code, err) == (0, "")
+    assert collector.wait_for_events(1, timeout=30)
+
+
+def test_the_notice_is_shown_again_once_when_the_collected_fields_change(home, project):
+    config = home / ".visivo" / "config.yml"
+    config.parent.mkdir()
+    config.write_text("telemetry_notice_shown: true\ntelemetry_notice_version: fields-00000000\n")
+    env = clean_env(home)
+
+    again = host(env, project)
+    assert again.startswith("What Visivo's telemetry collects has changed since you last saw")
+    assert "anonymous usage data" in again
+    assert host(env, project) == ""
+    assert f"telemetry_notice_version: {fields_version()}\n" in config.read_text()
+
+
+def test_a_notice_shown_before_versions_existed_counts_as_the_first_version(home, project):
+    config = home / ".visivo" / "config.yml"
+    config.parent.mkdir()
+    config.write_text("telemetry_notice_shown: true\n")
+    shown = host(clean_env(home), project)
+    if fields_version() == FIRST_VERSIONED:
+        assert shown == ""
+    else:
+        assert shown.startswith(CHANGED)
+
+
+def test_the_notice_version_follows_the_allowlist(monkeypatch):
+    before = fields_version()
+    extra = ("new_field", "cli_command", "string", None, "a new field", False, None)
+    monkeypatch.setattr(_schema, "PROPERTIES", (*_schema.PROPERTIES, extra))
+    assert fields_version() != before
+    monkeypatch.setattr(_schema, "PROPERTIES", tuple(reversed(_schema.PROPERTIES[:-1])))
+    assert fields_version() == before, "the order of the declaration is not a change"

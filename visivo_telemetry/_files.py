@@ -178,8 +178,14 @@ def _comment(line: str) -> str:
     return ""
 
 
-def _rewrite(text: str, key: str, value: bool) -> str:
-    spelled = "true" if value else "false"
+def _spelled(value: bool | str) -> str:
+    if isinstance(value, str):
+        return value
+    return "true" if value else "false"
+
+
+def _rewrite(text: str, key: str, value: bool | str) -> str:
+    spelled = _spelled(value)
     lines = text.splitlines(keepends=True)
     replaced = False
     for index, line in enumerate(lines):
@@ -194,7 +200,7 @@ def _rewrite(text: str, key: str, value: bool) -> str:
     return "".join(lines)
 
 
-def _means(text: str, key: str, value: bool) -> bool:
+def _means(text: str, key: str, value: bool | str) -> bool:
     """Whether `text` reads back as `key: value` the way `decide` reads it."""
     import yaml
 
@@ -205,6 +211,8 @@ def _means(text: str, key: str, value: bool) -> bool:
         return value is False
     if not isinstance(parsed, dict) or key not in parsed:
         return False
+    if isinstance(value, str):
+        return parsed[key] == value
     return word(parsed[key]) is value
 
 
@@ -239,8 +247,9 @@ def _write_private(path: str, text: str) -> None:
         raise
 
 
-def write_flag(path: str, key: str, value: bool) -> None:
-    """Set top-level `key` to true/false in the YAML file at `path`, creating it privately."""
+def write_flag(path: str, key: str, value: bool | str) -> None:
+    """Set top-level `key` to true/false (or to a plain word, as `fields-1a2b3c4d`, that YAML
+    reads as that string) in the YAML file at `path`, creating it privately."""
     directory = os.path.dirname(path)
     try:
         if os.path.lexists(directory) and not os.path.isdir(directory):
@@ -252,7 +261,7 @@ def write_flag(path: str, key: str, value: bool) -> None:
         if not _means(updated, key, value):
             raise ConfigWriteError(
                 f"cannot update {path}: it is not a plain YAML mapping; "
-                f"add `{key}: {'true' if value else 'false'}` by hand"
+                f"add `{key}: {_spelled(value)}` by hand"
             )
         if updated != text:
             _write_private(path, updated)

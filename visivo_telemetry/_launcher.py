@@ -4,7 +4,8 @@ A command starts one as it ends, at most once per process, and only when rows wa
 persisted backoff allows it, no sender started moments ago is about to take the lock, and no
 sender holds it. A server (long-running) starts one whenever a batch's worth of events waited
 or an interval passed, whichever comes first, and once more as it shuts down. After a fork the
-child has started nothing yet, and its parent's children are not its own.
+child has started nothing yet, and its parent's children are not its own. A process that showed
+the first-run notice starts none at all (`hold`): its events wait for a later command.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class Launcher:
         self._children: list[int] = []
         self._since_spawn = 0
         self._last_spawn = 0.0
+        self._held = False
+
+    def hold(self) -> None:
+        """Start no sender from this process, ever (it showed the first-run notice)."""
+        self._held = True
 
     def command_ended(self) -> None:
         """End of a CLI command: start a sender if events wait, once per process."""
@@ -59,6 +65,8 @@ class Launcher:
             self._start(respect_backoff=False)
 
     def _start(self, respect_backoff: bool) -> None:
+        if self._held:
+            return
         wanted = self._sink.sender_wanted(respect_backoff)
         if not wanted:
             self._spawned = wanted is None

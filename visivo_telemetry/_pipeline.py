@@ -167,11 +167,16 @@ class Pipeline:
             self.launcher.long_running = True
 
     def notice(self) -> str | None:
+        """The notice, when due; then this process starts no sender: nothing leaves before
+        the user could read it (and opt out)."""
         if not self.has_key or self.home is None:
             return None
         from ._notice import first_run_notice
 
-        return first_run_notice(self.enabled, self.home)
+        text = first_run_notice(self.enabled, self.home)
+        if text is not None and self.launcher is not None:
+            self.launcher.hold()
+        return text
 
 
 def production(app: App, long_running: bool) -> Pipeline:
