@@ -52,6 +52,18 @@ def home_folder(
     return home if home and path.isabs(home) else None
 
 
+def machine_config(
+    env: dict[str, str] | os._Environ[str] | None = None, platform: str = sys.platform
+) -> str:
+    """The administrator's file for every user of this machine: `/etc/visivo/config.yml`, or
+    `%PROGRAMDATA%\\visivo\\config.yml` on Windows. It can only opt out (`_precedence`)."""
+    if platform != "win32":
+        return "/etc/visivo/config.yml"
+    env = os.environ if env is None else env
+    base = env.get("PROGRAMDATA") or "C:\\ProgramData"
+    return _path_rules(platform).join(base, "visivo", "config.yml")
+
+
 def _path_home(pathlib: Any) -> str | None:
     try:
         return str(pathlib.Path.home())

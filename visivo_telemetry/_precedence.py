@@ -1,9 +1,10 @@
 """Whether telemetry is on, and which source decided: the policy, and `OptOut`, which applies
 it over one `Telemetry`'s life.
 
-Precedence (first opt-out wins): environment, the project's `project.visivo.yml`, the user's
-`~/.visivo/config.yml`, then on. Only an opt-out decides: nothing found lower in the list can
-be overridden by a "true" higher up, so a cloned repository cannot turn telemetry back on.
+Precedence (first opt-out wins): environment, the machine's file (`/etc/visivo/config.yml`, an
+administrator's), the project's `project.visivo.yml`, the user's `~/.visivo/config.yml`, then
+on. Only an opt-out decides: nothing found lower in the list can be overridden by a "true"
+higher up, so neither a cloned repository nor a user's `enable` can turn telemetry back on.
 An unclear or unreadable answer where the user wrote about telemetry counts as "off".
 """
 
@@ -11,10 +12,16 @@ from __future__ import annotations
 
 import os
 
-from ._files import Unreadable, paths
+from ._files import Unreadable, machine_config, paths
 from ._record import Record
 from ._words import is_set
-from ._yaml_scan import opts_out_anywhere, project_opts_out, user_config
+from ._yaml_scan import (
+    ENABLED_KEY,
+    config_mapping,
+    opts_out_anywhere,
+    project_opts_out,
+    user_config,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +48,19 @@ def _env_decision(env: dict[str, str] | os._Environ[str]) -> Decision | None:
     return None
 
 
+def machine_decision(env: dict[str, str] | os._Environ[str] | None = None) -> Decision | None:
+    """The administrator's opt-out for every user of this machine, or None when its file says
+    nothing (or is absent). A file there that cannot be read is an opt-out, as any unclear one."""
+    path = machine_config(env)
+    try:
+        mapping = config_mapping(path, (ENABLED_KEY,))
+    except Unreadable:
+        return Decision(False, "machine", path)
+    if mapping is not None and opts_out_anywhere(mapping):
+        return Decision(False, "machine", path)
+    return None
+
+
 def project_decision(project_dir: str | os.PathLike[str] | None) -> Decision | None:
     """The project's own opt-out, or None when its `project.visivo.yml` says nothing."""
     if project_dir is None:
@@ -60,7 +80,7 @@ def decide(
     """Whether telemetry is on, and why. Never raises; when in doubt, off."""
     env = os.environ if env is None else env
     try:
-        found = _env_decision(env) or project_decision(project_dir)
+        found = _env_decision(env) or machine_decision(env) or project_decision(project_dir)
         if found:
             return found
         where = paths(env)
@@ -104,7 +124,7 @@ class OptOut:
 
     @property
     def decided_by(self) -> str:
-        """`env:NAME`, `project`, `global`, `default` (…): the source that decided."""
+        """`env:NAME`, `machine`, `project`, `global`, `default` (…): the source that decided."""
         return (self._for_command or self._started).decided_by
 
     def enter_project(self, project_dir: str | os.PathLike[str]) -> None:

@@ -50,13 +50,19 @@ def user_config(where: Paths | None, keys: tuple[str, ...] = _USER_KEYS) -> dict
     """
     if where is None:
         return None
-    data = _mentioning(where.config, keys)
+    return config_mapping(where.config, keys)
+
+
+def config_mapping(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """A config file (the user's, or the machine's) as a mapping, or None when it is absent
+    or mentions none of `keys`; raises `Unreadable` as `user_config` says."""
+    data = _mentioning(path, keys)
     if data is None:
         return None
     flat = parse_flat(data)
     if flat is not None:
         return flat or None
-    return _load_yaml(data, where.config, keys)
+    return _load_yaml(data, path, keys)
 
 
 def read_flag(where: Paths, key: str) -> bool | None:

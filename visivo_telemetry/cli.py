@@ -94,6 +94,7 @@ def _reason(decision: precedence.Decision) -> str:
         "default": "no opt-out found",
         "project": f"{source} opts out",
         "global": f"{source} opts out",
+        "machine": f"{source} opts out, for every user of this machine (an administrator's file)",
         "no-home": "no usable home directory",
     }.get(decision.decided_by, f"{source} is set" if source else decision.decided_by)
 
