@@ -400,8 +400,13 @@ def test_the_viewer_records_nothing(real: Real, served: Served) -> None:
     assert [r for r in records if r["event"] == "import"] == []
 
 
+RECORDED_EVENTS_TEST = "tests/telemetry/test_recorded_events.py"
+"""The guide's example of `capture_events()` in Visivo's own suite (scripts/visivo_suite.py
+runs it, and the rest of Visivo's suite, in Visivo's repository)."""
+
+
 def test_capture_events_as_the_guide_shows_for_visivos_own_suite(real: Real) -> None:
-    [block] = [b for b in vs.guide_blocks() if b.kind == "visivo-test"]
+    [block] = [b for b in vs.guide_blocks() if b.target == RECORDED_EVENTS_TEST]
     suite = real.root / "visivo-suite"
     (suite / Path(block.target).parent).mkdir(parents=True, exist_ok=True)
     (suite / block.target).write_text(block.code)
