@@ -12,11 +12,11 @@ worker, `--no-cov`, a fresh HOME and TMPDIR, `VISIVO_POSTHOG_HOST` a closed loop
 when this runs as root and `unshare` works, no network but loopback.
 
 Outcomes are compared test by test. A test whose outcome changes fails the check unless the
-guide's `replaced-tests` block names it (with why); a test that only the patched tree has must
-pass. About 120 tests fail on both sides (the tests are newer than 2.2.1, and the sandbox has
-no network): they do not count. The venv is cached in `~/.cache/visivo-telemetry/`, and so are
-the baseline's outcomes, which depend only on the venv, the tarball and how the suite is run
-(`--fresh-baseline` runs it again).
+guide's `replaced-tests` block names it (with why) and the patched tree no longer has it; a
+test that only the patched tree has must pass. About 120 tests fail on both sides (the tests
+are newer than 2.2.1, and the sandbox has no network): they do not count. The venv is cached
+in `~/.cache/visivo-telemetry/`, and so are the baseline's outcomes, which depend only on the
+venv, the tarball and how the suite is run (`--fresh-baseline` runs it again).
 """
 
 from __future__ import annotations
@@ -212,14 +212,15 @@ def counts(outcomes: dict[str, str]) -> str:
 def compare(
     baseline: dict[str, str], patched: dict[str, str], replaced: dict[str, str]
 ) -> tuple[list[str], list[str], list[str]]:
-    """(changes the guide declares, tests only the patched tree has and passes, the rest)."""
+    """(tests the guide declares replaced, and the patched tree no longer has; tests only the
+    patched tree has, passing; every other change of outcome)."""
     declared, added, unexpected = [], [], []
     for test_id in sorted(set(baseline) | set(patched)):
         before, after = baseline.get(test_id, "absent"), patched.get(test_id, "absent")
         if before == after:
             continue
         line = f"{test_id}: {before} -> {after}"
-        if is_replaced(test_id, replaced):
+        if is_replaced(test_id, replaced) and after == "absent":
             declared.append(line)
         elif before == "absent" and after == "passed":
             added.append(line)
