@@ -3,9 +3,9 @@
 Every marked block of the guide is applied to a copy of the installed package; then the real
 `visivo` console script runs a real project (SQLite source, models, insights, charts, a
 dashboard), a real `FlaskApp` serves real HTTP on 127.0.0.1, and a real `visivo serve` is
-stopped by Ctrl-C and by SIGTERM. Events go to the local
-receiver; an audit hook in every Visivo process (and the senders it starts) logs each name
-lookup, connection and `posthog` import, to prove nothing tried to reach PostHog. What a run
+stopped by Ctrl-C and by SIGTERM. Events go to the local receiver; an audit hook in every
+Visivo process (and the senders it starts) logs each name lookup, connection and `posthog`
+import, to prove nothing tried to reach PostHog. What a run
 prints and its exit code are compared with Visivo 2.2.1 itself, unmodified, telemetry off.
 
 Visivo's own opt-out variable, `VISIVO_TELEMETRY_DISABLED`, is also ours, so it cannot fence
