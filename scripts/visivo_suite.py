@@ -128,7 +128,10 @@ def tree(venv: vs.Venv, dest: Path, blocks: list[vs.Block]) -> Path:
     """Visivo's repository as a maintainer has it, with `blocks` of the guide applied."""
     vs.patched_visivo(venv, dest, [b for b in blocks if b.kind not in vs.TEST_KINDS])
     with tarfile.open(TARBALL) as archive:
-        archive.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.10.12+: no path outside `dest`
+            archive.extractall(dest, filter="data")
+        else:
+            archive.extractall(dest)
     return vs.patched_tests(dest, blocks)
 
 
@@ -261,7 +264,9 @@ def main() -> int:
                 "baseline", venv, base_tree, work, [plugin], options.pytest_args
             )
             print(f"visivo_suite: baseline ran in {base_s:.0f} s: {last}")
-            cached.write_text(json.dumps(baseline, sort_keys=True))
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(baseline, sort_keys=True))
+            partial.replace(cached)  # another run reading it never sees half a file
         site = work / "site"
         install_checkout(venv, site)
         patched_tree = tree(venv, work / "patched", blocks)
