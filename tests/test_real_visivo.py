@@ -2,9 +2,10 @@
 
 Every marked block of the guide is applied to a copy of the installed package; then the real
 `visivo` console script runs a real project (SQLite source, models, insights, charts, a
-dashboard), and a real `FlaskApp` serves real HTTP on 127.0.0.1. Events go to the local
-receiver; an audit hook in every Visivo process (and the senders it starts) logs each name
-lookup, connection and `posthog` import, to prove nothing tried to reach PostHog. What a run
+dashboard), a real `FlaskApp` serves real HTTP on 127.0.0.1, and a real `visivo serve` is
+stopped by Ctrl-C and by SIGTERM. Events go to the local receiver; an audit hook in every
+Visivo process (and the senders it starts) logs each name lookup, connection and `posthog`
+import, to prove nothing tried to reach PostHog. What a run
 prints and its exit code are compared with Visivo 2.2.1 itself, unmodified, telemetry off.
 
 Visivo's own opt-out variable, `VISIVO_TELEMETRY_DISABLED`, is also ours, so it cannot fence
@@ -20,7 +21,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -48,6 +51,8 @@ KEYS = {
     "off": "phc_off_home",
     "api": "phc_api_home",
     "capture": "phc_capture_home",
+    "serve-SIGINT": "phc_serve_sigint_home",
+    "serve-SIGTERM": "phc_serve_sigterm_home",
 }
 """Each scenario has its own HOME and PostHog key, so the receiver tells their events apart."""
 
@@ -400,8 +405,91 @@ def test_the_viewer_records_nothing(real: Real, served: Served) -> None:
     assert [r for r in records if r["event"] == "import"] == []
 
 
+SERVING = "View your project at"
+"""What `visivo serve` prints once its server is up and the project built."""
+
+
+@dataclass
+class Stopped:
+    """A real `visivo serve`, stopped by a signal once it served a request."""
+
+    exit_code: int
+    output: str
+    served: int
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_and_stop(real: Real, env: dict[str, str], signum: int, name: str) -> Stopped:
+    """`visivo serve` in the project, one request once it is up, then `signum`."""
+    real.reset_project()
+    port = unused_port()
+    log = real.root / f"serve-{name}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(real.venv.visivo), "serve", "-p", str(port)],
+            cwd=real.project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while SERVING not in log.read_text() and time.monotonic() < deadline:
+            assert server.poll() is None, f"serve ended early:\n{log.read_text()}"
+            time.sleep(0.2)
+        assert SERVING in log.read_text(), f"serve never came up:\n{log.read_text()}"
+        status, _ = http(f"http://127.0.0.1:{port}/api/project/")
+        server.send_signal(signum)
+        exit_code = server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return Stopped(exit_code, log.read_text(), status)
+
+
+@pytest.mark.parametrize(
+    "signum, exit_code, success, error_type",
+    [
+        (signal.SIGINT, 0, True, None),  # serve catches Ctrl-C, its way to stop: exits 0
+        (signal.SIGTERM, -signal.SIGTERM, False, "SIGTERM"),  # a death by the signal
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_serve_stopped_by_a_signal_is_recorded_as_it_ended(
+    real: Real, signum: int, exit_code: int, success: bool, error_type: str | None
+) -> None:
+    """Ctrl-C is how a user stops `visivo serve`: it exits 0, and the run is a success, as
+    Visivo 2.2.1 recorded it. SIGTERM kills it (-15, as without telemetry): the run is
+    recorded as ended by that signal. Its requests are kept either way."""
+    name = signal.Signals(signum).name
+    theirs = serve_and_stop(real, real.baseline_env(), signum, f"{name}-2.2.1")
+    ours = serve_and_stop(real, real.env(f"serve-{name}"), signum, name)
+    assert (theirs.exit_code, theirs.served) == (exit_code, 200), theirs.output
+    assert (ours.exit_code, ours.served) == (exit_code, 200), ours.output
+    events = real.received(f"serve-{name}")
+    [command] = [e["properties"] for e in events if e["event"] == "cli_command"]
+    assert command["command"] == "serve"
+    assert command["command_args"] == ["-p", "<value>"]
+    assert command["success"] is success
+    assert command.get("error_type") == error_type
+    requests = [e["properties"] for e in events if e["event"] == "api_request"]
+    assert [(r["endpoint"], r["status_code"]) for r in requests] == [("/api/project/", 200)]
+
+
+RECORDED_EVENTS_TEST = "tests/telemetry/test_recorded_events.py"
+"""The guide's example of `capture_events()` in Visivo's own suite (scripts/visivo_suite.py
+runs it, and the rest of Visivo's suite, in Visivo's repository)."""
+
+
 def test_capture_events_as_the_guide_shows_for_visivos_own_suite(real: Real) -> None:
-    [block] = [b for b in vs.guide_blocks() if b.kind == "visivo-test"]
+    [block] = [b for b in vs.guide_blocks() if b.target == RECORDED_EVENTS_TEST]
     suite = real.root / "visivo-suite"
     (suite / Path(block.target).parent).mkdir(parents=True, exist_ok=True)
     (suite / block.target).write_text(block.code)

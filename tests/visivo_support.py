@@ -33,8 +33,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "visivo-telemetry"
 PYENV = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 MARKER = re.compile(
-    r"^<!-- guide: (file|patch|shell|visivo-test)(?: (\S+))? -->\n```\w*\n(.*?)^```$", re.S | re.M
+    r"^<!-- guide: (file|patch|shell|visivo-test|visivo-tests-patch|visivo-tests-shell"
+    r"|replaced-tests)(?: (\S+))? -->\n```\w*\n(.*?)^```$",
+    re.S | re.M,
 )
+TEST_KINDS = ("visivo-test", "visivo-tests-patch", "visivo-tests-shell")
+"""Blocks that change Visivo's own tests (applied to its repository, never to the package)."""
 
 
 class Unavailable(Exception):
@@ -83,15 +87,16 @@ def _patch_level(python: Path) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def ensure_venv() -> Venv:
-    """The cached venv, made (once, under a lock) when missing; raises `Unavailable`."""
+def ensure_venv(name: str = "visivo-2.2.1", extra: tuple[str, ...] = ()) -> Venv:
+    """The cached venv `name` holding Visivo 2.2.1, our dependencies and `extra`, made (once,
+    under a lock) when missing or when what it should hold changed; raises `Unavailable`."""
     python = interpreter()
     if python is None:
         raise Unavailable(f"{VISIVO} needs Python >= 3.12: none under {PYENV} or on PATH")
     minor = _minor_version(python)
-    path = CACHE / f"visivo-2.2.1-py{minor}"
+    path = CACHE / f"{name}-py{minor}"
     stamp = path / ".installed"
-    wanted = " ".join((VISIVO, *OUR_DEPENDENCIES))
+    wanted = " ".join((VISIVO, *OUR_DEPENDENCIES, *extra))
     CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(str(CACHE / f"{path.name}.lock"), timeout=INSTALL_TIMEOUT_S):
         if stamp.exists() and stamp.read_text() == wanted:
@@ -127,7 +132,10 @@ def _install(python: Path, path: Path, wanted: str) -> None:
 class Block:
     """One fenced block of the guide that the test applies or runs."""
 
-    kind: str  # file (write it), patch (git apply), shell (bash), visivo-test (pytest)
+    kind: str
+    """file (write it), patch (git apply), shell (bash), on the package; visivo-test (write the
+    test file), visivo-tests-patch (git apply), visivo-tests-shell (bash), on Visivo's tests;
+    replaced-tests (the Visivo tests whose outcome the guide changes, and why)."""
     target: str | None
     code: str
 
@@ -153,6 +161,38 @@ def patched_visivo(venv: Venv, dest: Path, blocks: list[Block]) -> Path:
         elif block.kind == "shell":
             _checked(["bash", "-euc", block.code], dest)
     return dest
+
+
+def patched_tests(tree: Path, blocks: list[Block]) -> Path:
+    """Visivo's tests in `tree` (its repository's root) changed as the guide says."""
+    for block in blocks:
+        if block.kind == "visivo-test":
+            target = tree / block.target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block.code)
+        elif block.kind == "visivo-tests-patch":
+            _checked(["git", "apply", "-"], tree, block.code)
+        elif block.kind == "visivo-tests-shell":
+            _checked(["bash", "-euc", block.code], tree)
+    return tree
+
+
+def replaced_tests(blocks: list[Block]) -> dict[str, str]:
+    """The guide's list of Visivo tests whose outcome it changes: test id (or module) to why,
+    written as the id on a line and why, indented, on the next. Any other test of Visivo's
+    suite must end as it ended before the guide."""
+    replaced: dict[str, str] = {}
+    test_id = None
+    for block in blocks:
+        if block.kind != "replaced-tests":
+            continue
+        for line in block.code.splitlines():
+            if line[:1].isspace() and test_id is not None:
+                replaced[test_id] = (replaced[test_id] + " " + line.strip()).strip()
+            elif line.strip():
+                test_id = line.strip()
+                replaced[test_id] = ""
+    return replaced
 
 
 def _real_file(path: Path) -> Path:
