@@ -86,6 +86,10 @@ class Failure(NamedTuple):
     detail: str = ""
 
 
+Posted = tuple[bytes, Callable[[], Response]]
+"""A POST under way: the body sent, and a call that waits for its answer."""
+
+
 class Split:
     """One claimed batch being delivered, bisected on 400/413 to isolate the events at fault."""
 
@@ -232,18 +236,18 @@ class Drain:
 
     def _post_in_background(
         self, settings: destination.Settings, part: list[tuple[Row, str]]
-    ) -> Callable[[], Response]:
+    ) -> Posted:
         """Start POSTing a whole batch; the next batch is validated while the receiver works."""
         if self._poster is None:
             self._poster = ThreadPoolExecutor(max_workers=1)
         body = part_body(settings.api_key, part)
-        return self._poster.submit(self.transport.post, settings.batch_url, body).result
+        return body, self._poster.submit(self.transport.post, settings.batch_url, body).result
 
     def _deliver(
         self,
         valid: list[tuple[Row, str]],
         settings: destination.Settings,
-        answer: Callable[[], Response] | None = None,
+        answer: Posted | None = None,
     ) -> bool:
         """Conclude one batch whose POST may already be under way; False after a failure."""
         split = Split(valid)
@@ -275,20 +279,23 @@ class Drain:
         part: list[tuple[Row, str]],
         settings: destination.Settings,
         split: Split,
-        answer_of_started_post: Callable[[], Response] | None = None,
+        started: Posted | None = None,
     ) -> Failure | None:
-        """POST one part: delete it on 2xx, bisect it on 400/413; the failure otherwise."""
+        """POST one part: delete it on 2xx (keeping what was sent), bisect it on 400/413; the
+        failure otherwise."""
         split.requests += 1
         try:
-            if answer_of_started_post is not None:
-                answer = answer_of_started_post()
+            if started is not None:
+                body, answer_of = started
+                answer = answer_of()
             else:
-                answer = self.transport.post(settings.batch_url, part_body(settings.api_key, part))
+                body = part_body(settings.api_key, part)
+                answer = self.transport.post(settings.batch_url, body)
         except TransportError as error:
             return Failure(error.kind, None, error.detail)
         rows = [row for row, _ in part]
         if 200 <= answer.status < 300:
-            spool.delete(self.conn, rows)
+            spool.delivered(self.conn, rows, settings.batch_url, body)
             self.sent += len(rows)
             split.accepted += len(rows)
             return None

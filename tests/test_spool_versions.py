@@ -162,17 +162,17 @@ def test_a_sender_leaves_rows_a_newer_version_wrote_and_drops_only_its_own_damag
 
 
 def test_an_older_format_number_never_lowers_a_newer_one(home):
-    """Today's code upgrades a format-1 spool to 2 and leaves a format-3 spool at 3."""
+    """Today's code (format 3) upgrades a format-1 spool to 3 and leaves a format-4 spool at 4."""
     path = spool_path(home)
     spool.connect(str(path)).close()
-    assert user_version(home) == spool.SCHEMA_VERSION == 2
+    assert user_version(home) == spool.SCHEMA_VERSION == 3
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version=3")
+    conn.execute("PRAGMA user_version=4")
     conn.close()
     spool.connect(str(path)).close()
-    assert user_version(home) == 3
+    assert user_version(home) == 4
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version=1")
     conn.close()
     spool.connect(str(path)).close()
-    assert user_version(home) == 2
+    assert user_version(home) == 3

@@ -11,7 +11,7 @@ import os
 import stat
 import time
 
-from ._events import Event, Row, window_properties
+from ._events import Event, Row, iso_utc, window_properties
 from ._tuning import SPAWN_GRACE_S
 
 TYPE_CHECKING = False
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-SCHEMA_VERSION = 2
-"""1: `events` and `state`. 2: adds `request_windows` (coalesced API requests)."""
+SCHEMA_VERSION = 3
+"""1: `events` and `state`. 2: adds `request_windows` (coalesced API requests). 3: adds `sent`
+(what was delivered, exactly as sent, for `show --sent`)."""
 BUSY_TIMEOUT_S = 1.0
 
 SCHEMA = """
@@ -49,6 +50,12 @@ CREATE TABLE IF NOT EXISTS request_windows (
     sendable_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     leased_until REAL
+);
+CREATE TABLE IF NOT EXISTS sent (
+    id INTEGER PRIMARY KEY,
+    sent_at TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 """
 """Every change is additive (`CREATE TABLE IF NOT EXISTS`, new columns with defaults), so running
@@ -163,7 +170,7 @@ def move_aside(path: str) -> None:
             pass
 
 
-OUR_TABLES = frozenset({"events", "state", "request_windows"})
+OUR_TABLES = frozenset({"events", "state", "request_windows", "sent"})
 """Every table this version makes; their only indexes are SQLite's own (`sqlite_autoindex_*`,
 for the UNIQUE and PRIMARY KEY columns). No version of this library makes a trigger or a view."""
 
@@ -328,6 +335,45 @@ def delete(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Remove delivered (or dropped) events."""
     for table, ids in _by_table(rows):
         conn.execute(f"DELETE FROM {table} WHERE id IN ({_placeholders(len(ids))})", ids)
+
+
+SENT_MAX_AGE_DAYS = 30
+SENT_MAX_BATCHES = 1000
+SENT_MAX_BYTES = 4 * 1024 * 1024
+"""The record of what was sent keeps 30 days, and at most this many batches and bytes of JSON
+(a request holds at most 100 events of 8 KiB); the oldest go first."""
+
+
+def delivered(conn: sqlite3.Connection, rows: list[Row], url: str, body: bytes) -> None:
+    """Events the receiver took (a 2xx for `body`): removed, and the request they left in is
+    kept, exactly as sent, in the record `show --sent` lists; together or not at all."""
+    now = time.time()
+    with Transaction(conn):
+        delete(conn, rows)
+        conn.execute(
+            "INSERT INTO sent (sent_at, url, body) VALUES (?, ?, ?)",
+            (iso_utc(now), url, body.decode("utf-8", "replace")),
+        )
+        conn.execute(
+            "DELETE FROM sent WHERE sent_at < ? OR id <= "
+            "(SELECT id FROM sent ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (iso_utc(now - SENT_MAX_AGE_DAYS * 86_400), SENT_MAX_BATCHES),
+        )
+        conn.execute(
+            "DELETE FROM sent WHERE id IN (SELECT id FROM (SELECT id, "
+            "SUM(LENGTH(CAST(body AS BLOB))) OVER (ORDER BY id DESC) AS newer FROM sent) "
+            "WHERE newer > ?)",
+            (SENT_MAX_BYTES,),
+        )
+
+
+def sent(conn: sqlite3.Connection, limit: int | None = None) -> list[tuple[str, str, str]]:
+    """What was delivered, oldest first (only the `limit` newest when given): each request's
+    time, URL and body."""
+    rows = conn.execute(
+        "SELECT sent_at, url, body FROM sent ORDER BY id DESC LIMIT ?", (limit or -1,)
+    ).fetchall()
+    return [tuple(row) for row in reversed(rows)]
 
 
 def drop(conn: sqlite3.Connection, rows: list[Row], reason: str) -> int:

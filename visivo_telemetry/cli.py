@@ -222,11 +222,17 @@ def status(as_json: bool, project_dir: str) -> None:
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(min=1), help="Show only the N newest events.")
-@click.option("--raw", is_flag=True, help="The exact bytes of the body, on one line.")
-def show(limit: int | None, raw: bool) -> None:
-    """The pending events exactly as they would be sent: a PostHog batch body, newest last."""
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the N newest.")
+@click.option("--raw", is_flag=True, help="The exact bytes of each body, one per line.")
+@click.option("--sent", is_flag=True, help="What was sent in the last 30 days, not what waits.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+def show(limit: int | None, raw: bool, sent: bool, as_json: bool) -> None:
+    """The pending events exactly as they would be sent (a PostHog batch body, newest last),
+    or with --sent each request that was delivered, exactly as it was sent."""
     where = _paths()
+    if sent:
+        _show_sent(where, limit, raw, as_json)
+        return
     pending = _read(where.db, lambda conn: spool.newest(conn, limit), [])
     valid = [(row, item) for row in pending if (item := events.wire_json(row)) is not None]
     body = events.part_body(_destination(where).api_key or "", valid)
@@ -234,6 +240,33 @@ def show(limit: int | None, raw: bool) -> None:
     invalid = len(pending) - len(valid)
     if invalid:
         click.echo(f"{invalid} invalid events would be dropped, not sent", err=True)
+
+
+def _loaded(body: str) -> Any:
+    """A recorded body as JSON; as the text it is when it is not (a spool someone edited)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+def _show_sent(where: Paths, limit: int | None, raw: bool, as_json: bool) -> None:
+    """Each delivered request, oldest first: when, where, and its body byte for byte."""
+    record = _read(where.db, lambda conn: spool.sent(conn, limit), [])
+    if as_json:
+        listed = [{"sent_at": at, "url": url, "body": _loaded(body)} for at, url, body in record]
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for sent_at, url, body in record:
+        if raw:
+            click.echo(body)
+            continue
+        loaded = _loaded(body)
+        count = len(loaded.get("batch") or []) if isinstance(loaded, dict) else 0
+        click.echo(f"# sent {sent_at} to {url}: {count} event{'' if count == 1 else 's'}")
+        click.echo(json.dumps(loaded, indent=2))
+    if not record and not raw:
+        click.echo("nothing was sent in the last 30 days", err=True)
 
 
 def _progress_line() -> Any:
