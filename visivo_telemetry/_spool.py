@@ -12,6 +12,7 @@ import stat
 import time
 
 from ._events import Event, Row, window_properties
+from ._files import folder_refusal
 from ._tuning import SPAWN_GRACE_S
 
 TYPE_CHECKING = False
@@ -565,8 +566,13 @@ def checkpoint(conn: sqlite3.Connection, busy_ms: int) -> None:
 
 def purge(path: str) -> bool:
     """Remove the spool, its WAL files and every copy set aside as `<path>.corrupt-*` (those
-    still hold events); True when something was removed. Never raises."""
+    still hold events); True when something was removed. Never raises.
+
+    Nothing is deleted in a folder that is not the user's (`folder_refusal`): never through
+    a link to another user's folder. A link inside the folder is removed, never followed."""
     removed = False
+    if folder_refusal(os.path.dirname(path), repair=False) is not None:
+        return removed
     for suffix in ("", *SIDE_FILES):
         try:
             os.remove(path + suffix)
