@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from visivo_telemetry import _spool as spool
-from visivo_telemetry._files import is_plain_or_absent, paths
+from visivo_telemetry._files import is_plain_or_absent, paths, spool_refusal
 from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
 from visivo_telemetry._tuning import DRAIN_BUDGET_S, LIFETIME_S, LINGER_S, POLL_S
@@ -91,8 +91,8 @@ def deliver(
     were finishing saw the lock held and did not start a sender, so its events are ours.
     """
     where = paths()
-    if where is None or not os.path.exists(where.db):
-        return Outcome()
+    if where is None or not os.path.exists(where.db) or spool_refusal(where) is not None:
+        return Outcome()  # a spool that is not the user's own is never read, sent or deleted
     if not decide(None).enabled:
         spool.purge(where.db)
         return Outcome(stopped_because=Stop.OPTED_OUT)

@@ -129,11 +129,12 @@ def settings(
     """Destination, key and debug switch: the environment, else `~/.visivo/config.yml`, else
     what the application passed in code.
 
-    Never from a project file: a cloned repository must not be able to redirect telemetry.
+    Never from a project file: a cloned repository must not be able to redirect telemetry;
+    never from a config file another user owns (`~/.visivo` a link to their folder).
     """
     env = os.environ if env is None else env
     try:
-        mapping = user_config(paths(env)) or {}
+        mapping = user_config(paths(env), owned=True) or {}
     except Unreadable:
         mapping = {}
     return _first_given((env, mapping), app_api_key, app_host)

@@ -246,9 +246,9 @@ def window_properties(base: str, request_count: int, duration_ms_total: float) -
     try:
         properties["request_count"] = request_count  # type: ignore[index]
         properties["duration_ms"] = _duration(duration_ms_total / request_count)  # type: ignore[index]
-    except (TypeError, ZeroDivisionError):
-        return base  # refused by `wire_json`, as any damaged row is
-    return dumps(properties)
+        return dumps(properties)
+    except (TypeError, ValueError, ArithmeticError):
+        return base  # refused by `wire_json`, as any damaged row is (NaN, a count of "many")
 
 
 class Event(Record):
@@ -298,7 +298,10 @@ def wire_json(row: Row) -> str | None:
         return None
     # Re-encoded, never spliced: what leaves is exactly what was validated, even for a
     # tampered row whose text holds duplicate keys that json.loads would have hidden.
-    return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
+    try:
+        return dumps(wire_item(row.event, row.uuid, row.created_at, properties))
+    except (TypeError, ValueError):
+        return None  # a value JSON cannot carry (NaN) that the schema let through
 
 
 def _version_tuple(text: object) -> tuple[int, ...]:

@@ -133,6 +133,121 @@ def is_plain_or_absent(path: str) -> bool:
         return False
 
 
+class Refused(Record):
+    """Why telemetry will not use `~/.visivo` (`why`), and what the user can do (`fix`)."""
+
+    _fields = ("why", "fix")
+
+
+_SPOOL_SUFFIXES = ("", "-wal", "-shm")
+"""The database and the files SQLite keeps beside it in WAL mode."""
+
+_UNSAFE_BITS = 0o022
+"""Writable by the group or by others: someone else could change what we read or send."""
+
+
+def user_id() -> int | None:
+    """This process's uid; None where there is none (Windows), and ownership is not checked."""
+    getuid = getattr(os, "getuid", None)
+    return None if getuid is None else getuid()
+
+
+def folder_refusal(folder: str, repair: bool = True) -> Refused | None:
+    """Why `folder` (`~/.visivo`) may not hold a spool (None: it may), as OpenSSH judges `~/.ssh`.
+
+    A folder of the user's is made private (0700) when `repair` is set. A link is accepted
+    when it leads to a folder the user owns that neither group nor others can write (a
+    dotfiles checkout), and is never repaired through. Anything else another user owns, a
+    link elsewhere, or something that is not a folder is refused. One `lstat` (and a `stat`
+    for a link). Where there are no uids (Windows), only links and file types are judged.
+    """
+    uid = user_id()
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None  # made 0700 by the first write
+    except OSError as error:
+        return Refused(f"cannot inspect {folder}: {error.strerror or error}", _FIX_HOME)
+    if stat.S_ISLNK(info.st_mode):
+        return _link_refusal(folder, uid)
+    if not stat.S_ISDIR(info.st_mode):
+        return Refused(f"{folder} is not a folder", f"remove it (rm {folder})")
+    if uid is not None and info.st_uid != uid:
+        return Refused(
+            f"{folder} belongs to another user (uid {info.st_uid})", _fix_foreign_folder(folder)
+        )
+    if uid is not None and repair and info.st_mode & 0o077:
+        try:
+            os.chmod(folder, 0o700)
+        except OSError as error:
+            return Refused(f"cannot make {folder} private: {error.strerror or error}", _FIX_HOME)
+    return None
+
+
+_FIX_HOME = "check the permissions of your home folder"
+
+
+def _fix_foreign_folder(folder: str) -> str:
+    return f"make it yours (sudo chown -R $USER {folder}) or remove it"
+
+
+def _link_refusal(folder: str, uid: int | None) -> Refused | None:
+    fix = f"remove the link (rm {folder}); telemetry makes a private folder of its own"
+    try:
+        target = os.stat(folder)
+    except OSError:
+        return Refused(f"{folder} is a link to a missing folder", fix)
+    if not stat.S_ISDIR(target.st_mode):
+        return Refused(f"{folder} is a link to something that is not a folder", fix)
+    if uid is None:
+        return None
+    if target.st_uid != uid:
+        return Refused(f"{folder} is a link to a folder of another user (uid {target.st_uid})", fix)
+    if target.st_mode & _UNSAFE_BITS:
+        real = os.path.realpath(folder)
+        return Refused(
+            f"{folder} is a link to {real}, which others can write",
+            f"make it private (chmod 700 {real}) or remove the link (rm {folder})",
+        )
+    return None
+
+
+def spool_refusal(where: Paths, repair: bool = True) -> Refused | None:
+    """Why telemetry may not write its spool under `where` (None: it may): the folder
+    (`folder_refusal`), then each file: the database, its `-wal` and `-shm`, the lock. A file
+    of the user's is made 0600 (`repair`); a link, or a file another user owns, is refused,
+    never written through. A lock that is a link or a folder is left to the sender, which
+    never opens it (`is_plain_or_absent`). One `lstat` per path; nothing is created."""
+    refused = folder_refusal(where.home, repair)
+    if refused is not None:
+        return refused
+    uid = user_id()
+    for path in (*(where.db + suffix for suffix in _SPOOL_SUFFIXES), where.lock):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return Refused(f"cannot inspect {path}: {error.strerror or error}", _FIX_HOME)
+        if not stat.S_ISREG(info.st_mode):
+            if path == where.lock:
+                continue
+            kind = "a link" if stat.S_ISLNK(info.st_mode) else "not a file"
+            return Refused(f"{path} is {kind}", f"remove it (rm {path})")
+        if uid is None:
+            continue
+        if info.st_uid != uid:
+            return Refused(
+                f"{path} belongs to another user (uid {info.st_uid})", f"remove it (rm {path})"
+            )
+        if repair and info.st_mode & 0o077:
+            try:
+                os.chmod(path, 0o600)
+            except OSError as error:
+                return Refused(f"cannot make {path} private: {error.strerror or error}", _FIX_HOME)
+    return None
+
+
 class Unreadable(Exception):
     """A config file that mentions telemetry but cannot be read as a YAML mapping."""
 
@@ -140,8 +255,9 @@ class Unreadable(Exception):
 _MAX_CONFIG_BYTES = 1 << 20
 
 
-def read_regular(path: str) -> bytes | None:
-    """A regular file of at most 1 MiB; None when absent. Never blocks on a FIFO or device.
+def read_regular(path: str, owner: int | None = None) -> bytes | None:
+    """A regular file of at most 1 MiB; None when absent, or when `owner` is given and the
+    file belongs to someone else. Never blocks on a FIFO or device.
 
     A larger file cannot be read entirely, so it is unclear (`Unreadable`): off."""
     try:
@@ -151,8 +267,11 @@ def read_regular(path: str) -> bytes | None:
     except OSError as error:
         raise Unreadable(path) from error
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise Unreadable(path)
+        if owner is not None and info.st_uid != owner:
+            return None
         chunks: list[bytes] = []
         size = 0
         while size < _MAX_CONFIG_BYTES:
@@ -263,9 +382,10 @@ def write_flag(path: str, key: str, value: bool | str) -> None:
     """Set top-level `key` to true/false (or to a plain word, as `fields-1a2b3c4d`, that YAML
     reads as that string) in the YAML file at `path`, creating it privately."""
     directory = os.path.dirname(path)
+    refused = folder_refusal(directory)
+    if refused is not None:
+        raise ConfigWriteError(f"cannot write {path}: {refused.why}; {refused.fix}")
     try:
-        if os.path.lexists(directory) and not os.path.isdir(directory):
-            raise ConfigWriteError(f"cannot write {path}: {directory} is not a directory")
         if not os.path.isdir(directory):
             os.mkdir(directory, 0o700)
         text = _read_text(path)

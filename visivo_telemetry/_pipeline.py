@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import _events as events
 from . import _tuning as tuning
 from ._destination import settings as user_settings
-from ._files import paths
+from ._files import paths, spool_refusal
 from ._launcher import Launcher
 from ._precedence import Decision, OptOut, decide
 from ._record import Record
@@ -181,7 +181,8 @@ class Pipeline:
 
 def production(app: App, long_running: bool) -> Pipeline:
     """A real process's pipeline: the user's opt-out and settings decide; events are spooled,
-    printed (debug mode) or, without a usable key, dropped. Any "off" purges the spool."""
+    printed (debug mode) or, without a usable key or a spool folder of the user's own
+    (`spool_refusal`), dropped. Any "off" purges the spool."""
     home = paths()
     spool_sinks: list[SpoolSink] = []
 
@@ -199,6 +200,8 @@ def production(app: App, long_running: bool) -> Pipeline:
         return Pipeline(app, opt_out, settings, DebugSink(), home=home)
     if settings.key_error:
         return Pipeline(app, opt_out, settings, home=home)
+    if spool_refusal(home) is not None:
+        return Pipeline(app, opt_out, settings)  # nothing recorded, no sender (`status` says why)
     sink = SpoolSink(home, app.api_key, app.host)
     spool_sinks.append(sink)
     return Pipeline(app, opt_out, settings, sink, Launcher(sink, long_running), home)

@@ -12,6 +12,7 @@ import stat
 import time
 
 from ._events import Event, Row, iso_utc, window_properties
+from ._files import folder_refusal
 from ._tuning import SPAWN_GRACE_S
 
 TYPE_CHECKING = False
@@ -192,9 +193,28 @@ def _refuse_foreign_objects(conn: sqlite3.Connection) -> None:
             raise sqlite3.DatabaseError(f"not a database of ours: it holds {kind} {name!r}")
 
 
+def _text(data: bytes) -> str | bytes:
+    """A text value as `str`, or its bytes when they are not UTF-8 (a damaged or planted row):
+    refused as any damaged row is (`wire_json`, `number`), never an error that stops a drain."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def number(value: object) -> float:
+    """A number from the `state` table, whatever was written there: 0 when it is none."""
+    try:
+        found = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return found if found == found and abs(found) != float("inf") else 0.0
+
+
 def _prepare(conn: sqlite3.Connection) -> None:
     """Refuse what is not ours; create or upgrade the tables; never downgrade a spool a newer
     version wrote."""
+    conn.text_factory = _text
     conn.execute("PRAGMA trusted_schema=OFF")
     _refuse_foreign_objects(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -322,12 +342,18 @@ def _by_table(rows: list[Row]) -> list[tuple[str, list[int]]]:
     return list(groups.items())
 
 
+def _in_time_order(row: Row) -> tuple[str, str, int]:
+    """A damaged row (its time not text) sorts first, and never stops the sort."""
+    created_at = row.created_at if isinstance(row.created_at, str) else ""
+    return created_at, row.table, row.id if isinstance(row.id, int) else 0
+
+
 def newest(conn: sqlite3.Connection, limit: int | None = None) -> list[Row]:
     """Every pending event (open request windows too, with their counts so far), oldest first;
     only the `limit` newest when given (for `show`)."""
     rows = [Row(*row) for row in conn.execute(f"SELECT {ROW_COLUMNS} FROM events")]
     rows += _window_rows(conn.execute(f"SELECT {_WINDOW_COLUMNS} FROM {WINDOWS}").fetchall())
-    rows.sort(key=lambda row: (row.created_at, row.table, row.id))
+    rows.sort(key=_in_time_order)
     return rows[-limit:] if limit else rows
 
 
@@ -464,14 +490,22 @@ def summary(conn: sqlite3.Connection) -> tuple[int, str | None]:
     return total, oldest
 
 
-def all_state(conn: sqlite3.Connection) -> dict[str, str]:
-    """The whole `state` table (for `status`)."""
-    return dict(conn.execute("SELECT key, value FROM state").fetchall())
+def all_state(conn: sqlite3.Connection) -> dict[str, str | None]:
+    """The whole `state` table (for `status`), every value text (or None) whatever was
+    written there."""
+    return {
+        _as_text(key): None if value is None else _as_text(value)
+        for key, value in conn.execute("SELECT key, value FROM state")
+    }
+
+
+def _as_text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def counters(state: dict[str, str]) -> dict[str, int]:
     """Dropped events by reason, from `all_state`."""
-    return {reason: int(state.get(counter_key(reason)) or 0) for reason in DROP_REASONS}
+    return {reason: int(number(state.get(counter_key(reason)))) for reason in DROP_REASONS}
 
 
 def get_state(conn: sqlite3.Connection, key: str) -> str | None:
@@ -493,7 +527,7 @@ def add_to_counter(conn: sqlite3.Connection, key: str, amount: int) -> None:
     """Add to a persisted counter, e.g. how many events were dropped by a cap."""
     if amount:
         current = get_state(conn, key)
-        set_state(conn, key, int(current or 0) + amount)
+        set_state(conn, key, int(number(current)) + amount)
 
 
 def record_success(conn: sqlite3.Connection, clear_backoff: bool, now_iso: str) -> None:
@@ -519,7 +553,7 @@ def record_failure(
     that two failures never count the same number.
     """
     with Transaction(conn):
-        failures = int(get_state(conn, FAILURES) or 0) + 1
+        failures = int(number(get_state(conn, FAILURES))) + 1
         release(conn, rows)
         delay = delay_after(failures)
         set_state(conn, FAILURES, failures)
@@ -531,13 +565,7 @@ def record_failure(
 
 def backoff_allows(conn: sqlite3.Connection, now: float | None = None) -> bool:
     """False while a failed send's persisted backoff has not yet expired."""
-    value = get_state(conn, NEXT_ATTEMPT_AT)
-    if value is None:
-        return True
-    try:
-        return float(value) <= (time.time() if now is None else now)
-    except ValueError:
-        return True
+    return number(get_state(conn, NEXT_ATTEMPT_AT)) <= (time.time() if now is None else now)
 
 
 def destination(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
@@ -617,8 +645,13 @@ def checkpoint(conn: sqlite3.Connection, busy_ms: int) -> None:
 
 def purge(path: str) -> bool:
     """Remove the spool, its WAL files and every copy set aside as `<path>.corrupt-*` (those
-    still hold events); True when something was removed. Never raises."""
+    still hold events); True when something was removed. Never raises.
+
+    Nothing is deleted in a folder that is not the user's (`folder_refusal`): never through
+    a link to another user's folder. A link inside the folder is removed, never followed."""
     removed = False
+    if folder_refusal(os.path.dirname(path), repair=False) is not None:
+        return removed
     for suffix in ("", *SIDE_FILES):
         try:
             os.remove(path + suffix)

@@ -9,7 +9,7 @@ and a project file is judged from PyYAML's parse events rather than built.
 
 from __future__ import annotations
 
-from ._files import Unreadable, read_regular
+from ._files import Unreadable, read_regular, user_id
 from ._words import is_true, word
 
 TYPE_CHECKING = False
@@ -26,14 +26,15 @@ _MAX_YAML_CONTAINERS = 100_000
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
-    """The bytes of `path`, or None when it is absent or mentions none of `keys`.
+def _mentioning(path: str, keys: tuple[str, ...], owner: int | None = None) -> bytes | None:
+    """The bytes of `path`, or None when it is absent, mentions none of `keys`, or belongs to
+    someone other than `owner` (when given).
 
     The substring test spares every Visivo run the 20 ms PyYAML import: project files that say
     nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
     always are).
     """
-    data = read_regular(path)
+    data = read_regular(path, owner)
     if data is None:
         return None
     if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
@@ -41,22 +42,30 @@ def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
     return data
 
 
-def user_config(where: Paths | None, keys: tuple[str, ...] = _USER_KEYS) -> dict[str, Any] | None:
+def user_config(
+    where: Paths | None, keys: tuple[str, ...] = _USER_KEYS, owned: bool = False
+) -> dict[str, Any] | None:
     """The user's `~/.visivo/config.yml` as a mapping, or None when it is absent or mentions
     none of `keys`; the one reader of that file, so every key follows the same rules.
+
+    `owned`: only a file the user owns counts (None otherwise), for settings that say where
+    events go. An opt-out counts whoever owns the file: refusing one never turns telemetry on.
 
     Raises `Unreadable` for a file that mentions a key but is not a readable YAML mapping, or
     names one of `keys` twice.
     """
     if where is None:
         return None
-    return config_mapping(where.config, keys)
+    return config_mapping(where.config, keys, user_id() if owned else None)
 
 
-def config_mapping(path: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """A config file (the user's, or the machine's) as a mapping, or None when it is absent
-    or mentions none of `keys`; raises `Unreadable` as `user_config` says."""
-    data = _mentioning(path, keys)
+def config_mapping(
+    path: str, keys: tuple[str, ...], owner: int | None = None
+) -> dict[str, Any] | None:
+    """A config file (the user's, or the machine's) as a mapping, or None when it is absent,
+    mentions none of `keys`, or belongs to someone other than `owner` (when given); raises
+    `Unreadable` as `user_config` says."""
+    data = _mentioning(path, keys, owner)
     if data is None:
         return None
     flat = parse_flat(data)

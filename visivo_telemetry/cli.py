@@ -21,7 +21,15 @@ from . import _events as events
 from . import _failures as failures
 from . import _precedence as precedence
 from . import _spool as spool
-from ._files import ConfigWriteError, Paths, is_plain_or_absent, paths, write_flag
+from ._files import (
+    ConfigWriteError,
+    Paths,
+    folder_refusal,
+    is_plain_or_absent,
+    paths,
+    spool_refusal,
+    write_flag,
+)
 from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
@@ -41,7 +49,10 @@ def _paths() -> Paths:
 
 
 def _open_existing(db: str) -> sqlite3.Connection | None:
-    """The spool if it exists (never created here); None when there is none."""
+    """The spool if it exists (never created here); None when there is none, or when it is
+    not the user's own (`spool_refusal`: never opened, so never written into)."""
+    if spool_refusal(_paths(), repair=False) is not None:
+        return None
     try:
         return spool.open_existing(db)
     except sqlite3.Error as error:
@@ -113,6 +124,7 @@ def collect_status(project_dir: str) -> dict[str, Any]:
     """Everything `status` reports, as plain data (the `--json` output)."""
     decision = precedence.decide(project_dir)
     where = _paths()
+    refused = spool_refusal(where, repair=False)
     exists = os.path.exists(where.db)
     (pending, oldest), state = _read(
         where.db, lambda conn: (spool.summary(conn), spool.all_state(conn)), ((0, None), {})
@@ -135,12 +147,14 @@ def collect_status(project_dir: str) -> dict[str, Any]:
         "config_path": where.config,
         "spool_path": where.db,
         "spool_exists": exists,
+        "spool_refused": refused and refused.why,
+        "spool_fix": refused and refused.fix,
         "pending": pending,
         "oldest_pending_at": oldest,
         "oldest_pending_age_s": None if oldest_epoch is None else time.time() - oldest_epoch,
         "last_success_at": state.get(spool.LAST_SUCCESS_AT),
-        "next_attempt_at": float(next_at) if next_at else None,
-        "failures": int(state.get(spool.FAILURES) or 0),
+        "next_attempt_at": spool.number(next_at) or None,
+        "failures": int(spool.number(state.get(spool.FAILURES))),
         "last_error": state.get(spool.LAST_ERROR),
         "last_error_at": state.get(spool.LAST_ERROR_AT),
         "last_error_detail": state.get(spool.LAST_ERROR_DETAIL),
@@ -184,6 +198,8 @@ def _render_status(info: dict[str, Any]) -> str:
     else:
         api_key = f"{info['api_key']} (from {KEY_SOURCES[info['api_key_source']]})"
     spool_path = info["spool_path"] + ("" if info["spool_exists"] else " (not created)")
+    if info["spool_refused"]:
+        spool_path += f" (refused: {info['spool_refused']}; nothing is recorded or sent)"
     rows = [
         ("telemetry", f"{'on' if info['enabled'] else 'off'} ({info['reason']})"),
         ("decided by", info["decided_by"]),
@@ -191,6 +207,7 @@ def _render_status(info: dict[str, Any]) -> str:
         ("sends to", destination),
         ("api key", api_key),
         ("spool", spool_path),
+        *([("fix", info["spool_fix"])] if info["spool_fix"] else []),
         ("pending", pending),
         ("last sent", _when(info["last_success_at"])),
         ("next attempt", _next_attempt(info)),
@@ -286,6 +303,9 @@ def flush() -> None:
     from visivo_telemetry._sender.transport import describe
 
     where = _paths()
+    refused = spool_refusal(where)
+    if refused is not None:
+        raise click.ClickException(f"{refused.why}: nothing sent; {refused.fix}")
     progress = _progress_line()
     try:
         outcome = deliver(
@@ -332,7 +352,9 @@ def _sender_lock(where: Paths) -> Any:
     """Wait for a running sender to finish, so it cannot send what we are about to delete."""
     from filelock import FileLock, Timeout
 
-    if not os.path.isdir(where.home) or not is_plain_or_absent(where.lock):
+    if folder_refusal(where.home, repair=False) is not None or not os.path.isdir(where.home):
+        return None  # a folder not the user's own: nothing of ours there, nothing to wait for
+    if not is_plain_or_absent(where.lock):
         return None  # a lock that is a link or a folder is never opened; no sender can hold it
     lock = FileLock(where.lock, timeout=SENDER_WAIT_S, mode=0o600)
     try:
@@ -353,6 +375,9 @@ def purge_spool(where: Paths) -> int:
 
 
 def _purge_locked(where: Paths) -> int:
+    refused = folder_refusal(where.home, repair=False)
+    if refused is not None:  # never delete through a link to, or in, another user's folder
+        raise click.ClickException(f"{refused.why}: nothing deleted there; {refused.fix}")
     try:
         count, _ = _read(where.db, spool.summary, (0, None))
     except click.ClickException:
