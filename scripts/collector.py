@@ -1049,6 +1049,10 @@ class Collector:
         self.port = int(port_file.read_text())
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
         """SIGTERM, wait up to 5 s, then SIGKILL. Safe to call more than once."""
         proc, self._proc = self._proc, None

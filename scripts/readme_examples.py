@@ -19,8 +19,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from bench_common import RUNNER_ENV, load_collector, refusing_url
+from bench_common import RUNNER_ENV, load_collector
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "cli.md")
@@ -45,29 +46,33 @@ VARIABLE = (
 class Session:
     """A temporary HOME and project, the receiver, and the transcript of what was run."""
 
-    def __init__(self, base: Path, receiver: str) -> None:
+    def __init__(self, base: Path, receiver: Any) -> None:
+        """`receiver`: the local collector, on its own port; `up` says whether it runs."""
         self.home = base / "home"
         self.project = base / "project"
         self.home.mkdir()
         self.project.mkdir()
         self.receiver = receiver
-        self.down = refusing_url()
         self.lines: list[str] = []
 
-    def env(self, receiver_up: bool, **extra: str) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
         env.update(HOME=str(self.home), PYTHONPATH=str(ROOT))
-        env["VISIVO_POSTHOG_HOST"] = self.receiver if receiver_up else self.down
+        env["VISIVO_POSTHOG_HOST"] = self.receiver.url
         env.update(extra)
         return env
 
     def run(self, shown: str, argv: list[str], up: bool, comment: str = "", **env: str) -> None:
-        """Run one command as a user would; add it and its output to the transcript unless
-        `shown` is empty (a step that only sets the scene)."""
+        """Run one command as a user would, the receiver up or down; add it and its output to
+        the transcript unless `shown` is empty (a step that only sets the scene)."""
+        if up and not self.receiver.running:
+            self.receiver.start()
+        elif not up and self.receiver.running:
+            self.receiver.stop()
         result = subprocess.run(
             argv,
             cwd=self.project,
-            env=self.env(up, **env),
+            env=self.env(**env),
             capture_output=True,
             text=True,
             timeout=60,
@@ -145,9 +150,9 @@ def fresh_examples() -> dict[str, str]:
     """Every example, from one real run in a temporary HOME."""
     collector_class = load_collector()
     with tempfile.TemporaryDirectory(prefix="readme-examples-") as tmp:
-        receiver = collector_class(Path(tmp) / "received.db").start()
+        receiver = collector_class(Path(tmp) / "received.db").start()  # its port, for good
         try:
-            session = Session(Path(tmp), receiver.url)
+            session = Session(Path(tmp), receiver)
             return {
                 "status": status_transcript(session),
                 "cli": cli_transcript(session),

@@ -86,6 +86,13 @@ class Failure(NamedTuple):
     detail: str = ""
 
 
+class Batch(NamedTuple):
+    """Claimed events bound for one destination, with their wire JSON."""
+
+    settings: destination.Settings | None
+    valid: list[tuple[Row, str]]
+
+
 Posted = tuple[bytes, Callable[[], Response]]
 """A POST under way: the body sent, and a call that waits for its answer."""
 
@@ -201,38 +208,52 @@ class Drain:
 
     def _loop(self) -> Stop:
         """Claim and send batch after batch; the reason it stopped."""
-        ahead: list[tuple[Row, str]] | None = None
+        ahead: Batch | Stop | None = None
         while True:
             if not decide(None, self.env).enabled:
                 return Stop.OPTED_OUT
-            settings = destination.settings(self.env, *spool.destination(self.conn))
-            if settings.key_error:
-                spool.set_state(self.conn, spool.LAST_ERROR, Stop.NO_API_KEY.value)
-                return Stop.NO_API_KEY
-            if settings.host_error:
-                spool.set_state(self.conn, spool.LAST_ERROR, Stop.REFUSED_HOST.value)
-                return Stop.REFUSED_HOST
             if self.respect_backoff and not spool.backoff_allows(self.conn):
                 return Stop.BACKOFF
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return Stop.DEADLINE
-            valid = self._claim_valid() if ahead is None else ahead
-            if valid is None:
-                return Stop.EMPTY
-            if not valid:
-                ahead = None
+            batch = self._claim_batch() if ahead is None else ahead
+            ahead = None
+            if batch is None or isinstance(batch, Stop):
+                return batch or Stop.EMPTY
+            if not batch.valid:
                 continue
-            answer = self._post_in_background(settings, valid)
-            ahead = self._claim_valid()
-            if not self._deliver(valid, settings, answer):
+            answer = self._post_in_background(batch.settings, batch.valid)
+            ahead = self._claim_batch()
+            if not self._deliver(batch.valid, batch.settings, answer):
                 return Stop.FAILED
             if self.progress is not None:
                 self.progress(self.sent, self.failed)
 
-    def _claim_valid(self) -> list[tuple[Row, str]] | None:
-        """The next batch, validated (invalid rows dropped); None when the spool is empty."""
-        rows = spool.claim(self.conn, BATCH_SIZE, LEASE_S, time.time())
-        return self._validated(rows) if rows else None
+    def _claim_batch(self) -> Batch | Stop | None:
+        """The next batch, all bound for one destination, validated (invalid rows dropped);
+        None when the spool is empty; a `Stop` when an older version's rows have nowhere to go.
+
+        Each event goes where its recorder's settings said (`destination.recorded`); events an
+        older version recorded carry none and go where the application and the user say now.
+        """
+        (api_key, host), rows = spool.claim(self.conn, BATCH_SIZE, LEASE_S, time.time())
+        if not rows:
+            return None
+        if api_key is None and host is None:
+            settings = destination.settings(self.env, *spool.destination(self.conn))
+            for error, stop in (
+                (settings.key_error, Stop.NO_API_KEY),
+                (settings.host_error, Stop.REFUSED_HOST),
+            ):
+                if error:
+                    spool.set_state(self.conn, spool.LAST_ERROR, stop.value)
+                    return stop
+            return Batch(settings, self._validated(rows))
+        found = destination.recorded(api_key, host)
+        if found is None:
+            self._drop(rows, "invalid")
+            return Batch(None, [])
+        return Batch(found, self._validated(rows))
 
     def _post_in_background(
         self, settings: destination.Settings, part: list[tuple[Row, str]]

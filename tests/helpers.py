@@ -239,3 +239,11 @@ def run_stderr_on(argv: list[str], env: dict[str, str], cwd, tty: bool) -> tuple
     terminal = read_terminal(master)
     out, _ = proc.communicate(timeout=30)
     return proc.returncode, out.decode(), terminal.replace("\r\n", "\n")
+
+
+def down_receiver(db_path: Path, mode: str = "ok") -> Collector:
+    """A receiver that is down for now, on a port of its own: record events with its `url`
+    (each event carries where it goes), then `with receiver:` brings it up on that port."""
+    receiver = Collector(db_path, mode=mode).start()
+    receiver.stop()
+    return receiver

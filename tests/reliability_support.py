@@ -34,8 +34,10 @@ def seed_spool(home: Path, count: int, *, command: str = "seed", age_s: float = 
             event = events.build("cli_command", "1.4.0", props)
             assert event is not None
             created = events.iso_utc(time.time() - age_s)
-            spool.append(
-                conn, events.Event(event.uuid, event.event, created, event.properties_json)
+            spool.append(  # no destination of its own: the spool's and the sender's settings
+                conn,
+                events.Event(event.uuid, event.event, created, event.properties_json),
+                (None, None),
             )
             uuids.append(event.uuid)
         conn.execute("COMMIT")

@@ -12,8 +12,8 @@ import time
 
 from helpers import (
     PYTHON,
-    Collector,
     clean_env,
+    down_receiver,
     host_code,
     read_terminal,
     run_host,
@@ -68,7 +68,8 @@ def test_status_names_the_source_that_turned_telemetry_off(home, project):
 
 
 def test_status_reports_pending_events_failures_and_the_last_send(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     spool_three(env, home, project)
     info = status_json(env)
     human = vt("status", env=env).stdout
@@ -84,17 +85,17 @@ def test_status_reports_pending_events_failures_and_the_last_send(home, project,
     assert f"\n{'':14}nothing accepts connections at the receiver's address" in human
     assert "last sent:    never" in human
 
-    with Collector(tmp_path / "r.db") as receiver:
-        up = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
-        assert vt("flush", env=up).returncode == 0
-        after = status_json(up)
+    with receiver:
+        assert vt("flush", env=env).returncode == 0
+        after = status_json(env)
     assert after["pending"] == 0 and after["failures"] == 0
     assert after["last_success_at"].endswith("Z")
     assert after["destination"] == receiver.url + "/batch/"
 
 
 def test_show_prints_the_batch_body_exactly_as_it_would_be_sent(home, project, tmp_path):
-    env = clean_env(home, VISIVO_POSTHOG_API_KEY="phc_test_key")
+    receiver = down_receiver(tmp_path / "received.db")
+    env = clean_env(home, VISIVO_POSTHOG_API_KEY="phc_test_key", VISIVO_POSTHOG_HOST=receiver.url)
     spool_three(env, home, project)
     rows = spool_rows(home)
 
@@ -111,8 +112,8 @@ def test_show_prints_the_batch_body_exactly_as_it_would_be_sent(home, project, t
     ]
     assert len(spool_rows(home)) == 3, "show sends and deletes nothing"
 
-    with Collector(tmp_path / "received.db") as receiver:
-        assert vt("flush", env={**env, "VISIVO_POSTHOG_HOST": receiver.url}).returncode == 0
+    with receiver:
+        assert vt("flush", env=env).returncode == 0
         (request,) = receiver.received()
     sent = strict_json(request["text"])
     assert set(sent) == set(body) and sent["batch"] == body["batch"], "show is what is sent"
@@ -126,10 +127,11 @@ def test_show_with_no_spool_prints_an_empty_batch_and_creates_nothing(home):
 
 
 def test_flush_reports_sent_events_when_the_receiver_is_up(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     spool_three(env, home, project)
-    with Collector(tmp_path / "r.db") as receiver:
-        result = vt("flush", env=clean_env(home, VISIVO_POSTHOG_HOST=receiver.url))
+    with receiver:
+        result = vt("flush", env=env)
         assert len(receiver.wait_for_events(3)) == 3
     assert result.returncode == 0
     assert result.stdout == "sent 3 events, 0 failed\n"
@@ -153,13 +155,14 @@ def test_flush_reports_failures_and_keeps_events_when_the_receiver_is_down(home,
 
 
 def test_flush_shows_progress_on_a_terminal(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     spool_three(env, home, project)
-    with Collector(tmp_path / "r.db") as receiver:
+    with receiver:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
             [PYTHON, "-m", "visivo_telemetry.cli", "flush"],
-            env=clean_env(home, VISIVO_POSTHOG_HOST=receiver.url),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=slave,
         )

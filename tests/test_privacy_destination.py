@@ -8,8 +8,21 @@ any non-loopback host would land there, so zero connections proves nothing left 
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-from helpers import Collector, clean_env, flush, host_code, run_host, spool_rows
+from helpers import (
+    Collector,
+    clean_env,
+    flush,
+    host_code,
+    run_host,
+    spool_path,
+    spool_rows,
+    spool_state,
+    status_json,
+    vt,
+)
 from helpers import wait_for_senders_to_exit as wait_for_senders
 from privacy_support import (
     ConnectionTrap,
@@ -110,8 +123,9 @@ def test_https_and_loopback_http_are_allowed(host):
 
 @pytest.mark.parametrize("host", REFUSED[:6])
 @pytest.mark.parametrize("where", ["environment", "user config"])
-def test_the_sender_refuses_a_plain_http_host_before_any_connection(home, project, host, where):
-    spool_commands(project, [("run", []), ("compile", [])])
+def test_a_refused_host_records_nothing_and_connects_nowhere(home, project, host, where):
+    """An event goes where the settings said when it was recorded: to a refused host, nowhere,
+    so it is not recorded at all (as without a usable key); `status` says why."""
     with ConnectionTrap() as trap:
         host = host.format(port=trap.url.rsplit(":", 1)[1])
         if where == "environment":
@@ -120,23 +134,34 @@ def test_the_sender_refuses_a_plain_http_host_before_any_connection(home, projec
             write_text(global_config(home), f"posthog_host: '{host}'\n")
             env = _env_without_host(home, trap)
 
+        result, _ = run_host(host_code(), env, cwd=project)
+        assert wait_for_senders(home) == []
+        assert not spool_path(home).exists(), "an event that can go nowhere was recorded"
         flush(env)
 
         assert trap.connections == 0
-    rows = spool_rows(home)
-    assert len(rows) == 2 and {row["attempts"] for row in rows} == {0}
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert spool_rows(home) == []
+    info = status_json(env)
+    assert info["destination_error"] and info["enabled"] is True
+    assert "nothing is recorded or sent" in vt("status", env=env).stdout
 
 
-def test_a_host_never_spawns_a_sender_that_connects_to_a_refused_host(home, project):
+def test_the_sender_never_connects_to_a_refused_host_a_spool_names(home, project):
+    """A refused host in a row (an edited spool) or in the spool's state: dropped or refused,
+    never contacted."""
     with ConnectionTrap() as trap:
-        env = clean_env(home, **trap.proxy_env(), VISIVO_POSTHOG_HOST="http://example.invalid")
+        spool_commands(project, [("run", []), ("compile", [])])
+        env = clean_env(home, **trap.proxy_env())
+        conn = sqlite3.connect(spool_path(home))
+        conn.execute("UPDATE events SET host = 'http://example.invalid'")
+        conn.commit()
+        conn.close()
 
-        result, _ = run_host(host_code(), env, cwd=project)
-        assert wait_for_senders(home) == []
+        flush(env)
 
         assert trap.connections == 0
-    assert (result.returncode, result.stderr) == (0, "")
-    assert len(spool_rows(home)) == 1
+    assert spool_rows(home) == [] and spool_state(home)["dropped_invalid"] == "2"
 
 
 def test_the_trap_would_see_a_connection(home, project):

@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     Collector,
     clean_env,
+    down_receiver,
     flush,
     host_code,
     run_host,
@@ -98,11 +99,11 @@ def test_retry_after_keeps_hosts_from_retrying_until_it_passes(home, project, tm
 
 
 def test_a_413_splits_batches_until_the_receiver_takes_them(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db", mode="max-batch:2")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     run_hosts(env, project, count=9)
     assert wait_for_senders_to_exit(home) == []
-    with Collector(tmp_path / "r.db", mode="max-batch:2") as receiver:
-        env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
+    with receiver:
         result = flush(env)
         assert result.returncode == 0, result.stdout + result.stderr
         assert_delivered_once_each(receiver, 9)
@@ -112,23 +113,25 @@ def test_a_413_splits_batches_until_the_receiver_takes_them(home, project, tmp_p
 
 
 def test_a_400_drops_only_the_rejected_event_and_says_so(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db", mode="reject-command:forbidden")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     run_hosts(env, project)
     run_host(host_code("forbidden", ["--n99", "1"]), env, cwd=project)
     assert wait_for_senders_to_exit(home) == []
-    with Collector(tmp_path / "r.db", mode="reject-command:forbidden") as receiver:
-        flush(clean_env(home, VISIVO_POSTHOG_HOST=receiver.url))
+    with receiver:
+        flush(env)
         assert_delivered_once_each(receiver)
     assert spool_rows(home) == []
     assert spool_state(home)["dropped_rejected"] == "1"
 
 
 def test_a_receiver_rejecting_everything_never_empties_the_spool(home, project, tmp_path):
-    env = clean_env(home)
+    receiver = down_receiver(tmp_path / "r.db", mode="fail:1000:400")
+    env = clean_env(home, VISIVO_POSTHOG_HOST=receiver.url)
     run_hosts(env, project)
     assert wait_for_senders_to_exit(home) == []
-    with Collector(tmp_path / "r.db", mode="fail:1000:400") as receiver:
-        flush(clean_env(home, VISIVO_POSTHOG_HOST=receiver.url))
+    with receiver:
+        flush(env)
         assert receiver.requests()
     assert len(spool_rows(home)) == HOSTS
     assert spool_state(home)["last_error"] == "http_400"

@@ -228,12 +228,13 @@ def test_counts_added_while_a_sender_holds_the_window_are_kept_for_the_next_even
         """A count for that window, as a host's writer adds it (an event built each time)."""
         props = events.api_request_properties("GET", "/api/projects/", 200, 2.0)
         event = events.build("api_request", "1.4.0", props)
-        return (key, event.uuid, events.iso_utc(start), event.properties_json, 1, 2.0, start)
+        created = events.iso_utc(start)
+        return (key, event.uuid, created, event.properties_json, 1, 2.0, start, "phc_k", "h")
 
     conn = spool.connect(str(spool_path(home)))
     try:
         spool.add_request_counts(conn, [one_request()])
-        taken = spool.claim(conn, 100, 120.0, time.time())
+        _, taken = spool.claim(conn, 100, 120.0, time.time())
         assert [json.loads(row.properties)["request_count"] for row in taken] == [1]
         spool.add_request_counts(conn, [one_request(), one_request()])  # the same window, two more
         spool.delete(conn, taken)  # the receiver answered 2xx

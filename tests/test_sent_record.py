@@ -9,6 +9,7 @@ import time
 
 from helpers import (
     clean_env,
+    down_receiver,
     host_code,
     run_host,
     spool_path,
@@ -20,19 +21,26 @@ from visivo_telemetry import _spool as spool
 from visivo_telemetry._events import iso_utc
 
 
-def spool_three(home, project) -> None:
-    env = clean_env(home)  # the receiver is down: the events wait
+def spool_three(home, project, receiver=None) -> None:
+    """Three events that wait: their receiver (`receiver`, or the dead default) is down."""
+    env = clean_env(home, **({"VISIVO_POSTHOG_HOST": receiver.url} if receiver else {}))
     for command in ("run", "compile", "serve"):
         result, _ = run_host(host_code(command), env, cwd=project)
         assert result.returncode == 0
     assert wait_for_senders_to_exit(home) == []
 
 
-def test_show_sent_prints_exactly_what_the_receiver_got(home, project, collector):
-    spool_three(home, project)
+def test_show_sent_prints_exactly_what_the_receiver_got(home, project, tmp_path):
+    collector = down_receiver(tmp_path / "r.db")
+    spool_three(home, project, collector)
     env = clean_env(home, VISIVO_POSTHOG_HOST=collector.url)
     assert vt("show", "--sent", env=env).stdout == "", "nothing was sent yet"
 
+    with collector:
+        check_what_was_sent(collector, home, project, env)
+
+
+def check_what_was_sent(collector, home, project, env) -> None:
     assert vt("flush", env=env).returncode == 0
     result, _ = run_host(host_code("test"), env, cwd=project)  # one more, by a detached sender
     assert result.returncode == 0 and wait_for_senders_to_exit(home) == []

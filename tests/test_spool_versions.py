@@ -150,7 +150,9 @@ def test_a_sender_leaves_rows_a_newer_version_wrote_and_drops_only_its_own_damag
                 "new_field": 1,
             }
             spool.append(
-                conn, events.Event(event.uuid, event.event, event.created_at, json.dumps(changed))
+                conn,
+                events.Event(event.uuid, event.event, event.created_at, json.dumps(changed)),
+                (None, None),
             )
     finally:
         conn.close()

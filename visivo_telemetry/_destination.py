@@ -140,6 +140,17 @@ def settings(
     return _first_given((env, mapping), app_api_key, app_host)
 
 
+def recorded(api_key: object, host: object) -> Settings | None:
+    """The destination an event carries (its recorder's settings), checked again as the
+    recorder checked it; None when it is not one (a spool someone edited): such an event is
+    dropped, never sent where the file names."""
+    if not isinstance(api_key, str) or not isinstance(host, str):
+        return None
+    host = ingestion_host(host)
+    found = Settings(host, api_key, False, check_host(host), check_api_key(api_key), "recorded")
+    return None if found.host_error or found.key_error else found
+
+
 def application_settings(app_api_key: str | None, app_host: str | None) -> Settings:
     """What the application alone says: a test's capture, where the developer's own
     environment and `~/.visivo/config.yml` must not count."""

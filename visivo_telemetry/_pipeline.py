@@ -76,8 +76,12 @@ class Pipeline:
 
     @property
     def has_key(self) -> bool:
-        """On, and someone gave a usable key (nothing is sent without one)."""
-        return bool(self.enabled and self.settings is not None and not self.settings.key_error)
+        """On, and someone gave a usable key and host (nothing is recorded without both: an
+        event goes where the settings said when it was recorded, or nowhere)."""
+        usable = self.settings is not None and not (
+            self.settings.key_error or self.settings.host_error
+        )
+        return bool(self.enabled and usable)
 
     @property
     def debug(self) -> bool:
@@ -198,11 +202,11 @@ def production(app: App, long_running: bool) -> Pipeline:
     settings = user_settings(None, app.api_key, app.host)
     if settings.debug:
         return Pipeline(app, opt_out, settings, DebugSink(), home=home)
-    if settings.key_error:
+    if settings.key_error or settings.host_error:
         return Pipeline(app, opt_out, settings, home=home)
     if spool_refusal(home) is not None:
         return Pipeline(app, opt_out, settings)  # nothing recorded, no sender (`status` says why)
-    sink = SpoolSink(home, app.api_key, app.host)
+    sink = SpoolSink(home, app.api_key, app.host, (settings.api_key, settings.host))
     spool_sinks.append(sink)
     return Pipeline(app, opt_out, settings, sink, Launcher(sink, long_running), home)
 

@@ -71,11 +71,20 @@ class SpoolSink:
 
     synchronous = False
 
-    def __init__(self, paths: Paths, api_key: str | None, host: str | None) -> None:
-        """`api_key` and `host` are the application's, remembered in the spool so that a sender
-        started by any process sends where the application said."""
+    def __init__(
+        self,
+        paths: Paths,
+        api_key: str | None,
+        host: str | None,
+        destination: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        """`destination` is where this process's events go, as the user's settings (else the
+        application's) say now: it travels with each event, so a sender started by any later
+        process sends it there. `api_key` and `host` are the application's own, remembered in
+        the spool for events that carry none (an older version recorded them)."""
         self.paths = paths
         self._destination = (api_key, host)
+        self._event_destination = destination
         self._destination_saved = False
         self._conn: Any = None
         self._pid = os.getpid()
@@ -84,13 +93,13 @@ class SpoolSink:
     def add(self, event: events.Event) -> None:
         with _LOCK:
             conn = self._connection()
-            spool.append(conn, event)
+            spool.append(conn, event, self._event_destination)
             self._remember_destination(conn)
 
     def add_windows(self, windows: list[Window]) -> None:
         rows = [
             (w.key, w.event.uuid, w.created_at, w.event.properties_json, w.count)
-            + (w.duration_ms_total, w.sendable_at)
+            + (w.duration_ms_total, w.sendable_at, *self._event_destination)
             for w in windows
         ]
         with _LOCK:

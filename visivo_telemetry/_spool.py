@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 3
 """1: `events` and `state`. 2: adds `request_windows` (coalesced API requests). 3: adds `sent`
-(what was delivered, exactly as sent, for `show --sent`)."""
+(what was delivered, exactly as sent, for `show --sent`), and each event's destination: the
+`api_key` and `host` its recorder's settings named (NULL: recorded by an older version)."""
+DESTINATION_COLUMNS = ("api_key", "host")
 BUSY_TIMEOUT_S = 1.0
 
 SCHEMA = """
@@ -34,7 +36,9 @@ CREATE TABLE IF NOT EXISTS events (
     created_at TEXT NOT NULL,
     properties TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    leased_until REAL
+    leased_until REAL,
+    api_key TEXT,
+    host TEXT
 );
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
@@ -50,7 +54,9 @@ CREATE TABLE IF NOT EXISTS request_windows (
     duration_ms_total REAL NOT NULL,
     sendable_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    leased_until REAL
+    leased_until REAL,
+    api_key TEXT,
+    host TEXT
 );
 CREATE TABLE IF NOT EXISTS sent (
     id INTEGER PRIMARY KEY,
@@ -226,6 +232,11 @@ def _prepare(conn: sqlite3.Connection) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table in TABLES:  # an older spool's tables gain today's columns
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in DESTINATION_COLUMNS:
+                    if column not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -277,11 +288,16 @@ def is_corruption(error: sqlite3.DatabaseError) -> bool:
     return "not a database" in message or "malformed" in message or "corrupt" in message
 
 
-def append(conn: sqlite3.Connection, event: Event) -> None:
-    """Add one event; it is durable in the WAL when this returns."""
+Destination = tuple["str | None", "str | None"]
+"""Where an event goes, as its recorder's settings said: (API key, host)."""
+
+
+def append(conn: sqlite3.Connection, event: Event, destination: Destination) -> None:
+    """Add one event bound for `destination`; it is durable in the WAL when this returns."""
     conn.execute(
-        "INSERT INTO events (uuid, event, created_at, properties) VALUES (?, ?, ?, ?)",
-        event,
+        "INSERT INTO events (uuid, event, created_at, properties, api_key, host) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (*event, *destination),
     )
 
 
@@ -301,24 +317,28 @@ def _window_rows(found: list[tuple[object, ...]]) -> list[Row]:
     ]
 
 
-def claim(conn: sqlite3.Connection, size: int, lease_s: float, now: float) -> list[Row]:
-    """Lease the oldest unleased events, then closed request windows, in one transaction."""
+def claim(
+    conn: sqlite3.Connection, size: int, lease_s: float, now: float
+) -> tuple[Destination, list[Row]]:
+    """Lease the oldest unleased events, then closed request windows, in one transaction: those
+    bound for the destination of the oldest, so that a batch goes to one place."""
     with Transaction(conn):
-        rows = [
-            Row(*r)
-            for r in conn.execute(
-                f"SELECT {ROW_COLUMNS} FROM events "
-                "WHERE leased_until IS NULL OR leased_until < ? ORDER BY id LIMIT ?",
-                (now, size),
-            )
-        ]
+        found = conn.execute(
+            f"SELECT {ROW_COLUMNS}, api_key, host FROM events "
+            "WHERE leased_until IS NULL OR leased_until < ? ORDER BY id LIMIT ?",
+            (now, size),
+        ).fetchall()
+        destination = tuple(found[0][-2:]) if found else None
+        rows = [Row(*r[:-2]) for r in found if tuple(r[-2:]) == destination]
         if len(rows) < size:
-            found = conn.execute(
-                f"SELECT {_WINDOW_COLUMNS} FROM {WINDOWS} WHERE sendable_at <= ? "
+            windows = conn.execute(
+                f"SELECT {_WINDOW_COLUMNS}, api_key, host FROM {WINDOWS} WHERE sendable_at <= ? "
                 "AND (leased_until IS NULL OR leased_until < ?) ORDER BY id LIMIT ?",
                 (now, now, size - len(rows)),
             ).fetchall()
-            rows += _window_rows(found)
+            if destination is None and windows:
+                destination = tuple(windows[0][-2:])
+            rows += _window_rows([w[:-2] for w in windows if tuple(w[-2:]) == destination])
         for table, ids in _by_table(rows):
             conn.execute(
                 f"UPDATE {table} SET leased_until = ? WHERE id IN ({_placeholders(len(ids))})",
@@ -331,7 +351,7 @@ def claim(conn: sqlite3.Connection, size: int, lease_s: float, now: float) -> li
                     f"WHERE id IN ({_placeholders(len(ids))}) AND window_key NOT LIKE '% taken %'",
                     ids,
                 )
-    return rows
+    return (destination or (None, None)), rows
 
 
 def _by_table(rows: list[Row]) -> list[tuple[str, list[int]]]:
@@ -423,14 +443,15 @@ def release(conn: sqlite3.Connection, rows: list[Row]) -> None:
 def add_request_counts(conn: sqlite3.Connection, windows: list[tuple[object, ...]]) -> None:
     """Add counts to request windows, in one transaction; durable when this returns.
 
-    Each is `(window_key, uuid, created_at, properties, count, duration_ms_total, sendable_at)`.
+    Each is `(window_key, uuid, created_at, properties, count, duration_ms_total, sendable_at,
+    api_key, host)`.
     Counts are added, never set, so a window a sender already took (its process stalled past
     the window's end) starts a new row with the rest: every request is counted exactly once.
     """
     with Transaction(conn):
         conn.executemany(
             f"INSERT INTO {WINDOWS} (window_key, uuid, created_at, properties, request_count, "
-            "duration_ms_total, sendable_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "duration_ms_total, sendable_at, api_key, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(window_key) DO UPDATE SET "
             "request_count = request_count + excluded.request_count, "
             "duration_ms_total = duration_ms_total + excluded.duration_ms_total, "

@@ -192,7 +192,7 @@ def _render_status(info: dict[str, Any]) -> str:
     dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items() if v) or "none"
     destination = info["destination"]
     if info["destination_error"]:
-        destination += f" (refused: {info['destination_error']})"
+        destination += f" (refused: {info['destination_error']}): nothing is recorded or sent"
     if info["api_key_error"]:
         api_key = f"none usable ({info['api_key_error']}): nothing is recorded or sent"
     else:
