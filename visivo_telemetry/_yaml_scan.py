@@ -10,6 +10,7 @@ and a project file is judged from PyYAML's parse events rather than built.
 from __future__ import annotations
 
 from ._files import Unreadable, read_regular
+from ._spellings import could_name
 from ._words import is_true, word
 
 TYPE_CHECKING = False
@@ -23,20 +24,18 @@ _USER_KEYS = (ENABLED_KEY, "posthog_host", "posthog_api_key", "telemetry_debug")
 """What `decide` and `settings` read from `~/.visivo/config.yml`."""
 
 _MAX_YAML_CONTAINERS = 100_000
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _mentioning(path: str, keys: tuple[str, ...]) -> bytes | None:
-    """The bytes of `path`, or None when it is absent or mentions none of `keys`.
+    """The bytes of `path`, or None when it is absent or cannot name any of `keys`.
 
-    The substring test spares every Visivo run the 20 ms PyYAML import: project files that say
-    nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
-    always are).
+    The test spares every Visivo run the 20 ms PyYAML import: project files that say nothing
+    about telemetry are never parsed. It reads every spelling YAML allows (`could_name`: other
+    encodings, escapes), so a file that names a key in any of them is parsed, or, where
+    PyYAML cannot read it, unreadable: off.
     """
     data = read_regular(path)
-    if data is None:
-        return None
-    if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
+    if data is None or not could_name(data, keys):
         return None
     return data
 
@@ -144,6 +143,9 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
 _FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FLAT_VALUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_FLAT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7F))
+"""What a flat file may hold: YAML refuses every other ASCII control character, even in a
+comment, and a byte order mark or anything beyond ASCII goes to PyYAML."""
 
 
 def parse_flat(data: bytes) -> dict[str, str | None] | None:
@@ -154,10 +156,9 @@ def parse_flat(data: bytes) -> dict[str, str | None] | None:
     stay text (null aside) for `word()` to read, which reads them as PyYAML's values would be
     read; anything richer (nesting, quotes, flow style, duplicates) goes to PyYAML.
     """
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return None
+    if data.translate(None, _FLAT_BYTES):
+        return None  # beyond printable ASCII: a control character makes the file unreadable
+    text = data.decode("ascii")
     found: dict[str, str | None] = {}
     for line in text.splitlines():
         stripped = line.strip()
