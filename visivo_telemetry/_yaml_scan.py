@@ -143,9 +143,18 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
 _FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FLAT_VALUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_NUMBER_STARTS = frozenset("-.0123456789")
 _FLAT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7F))
 """What a flat file may hold: YAML refuses every other ASCII control character, even in a
 comment, and a byte order mark or anything beyond ASCII goes to PyYAML."""
+
+
+def _a_number_spelled_so(value: str) -> bool:
+    """A value PyYAML may read as a number that its text does not say (`01`, `0x1`, `1_`,
+    `0b1` are all 1, which keeps telemetry on), so PyYAML reads it; plain digits stay."""
+    if value[:1] not in _NUMBER_STARTS:
+        return False
+    return not value.isdigit() or (value.startswith("0") and value != "0")
 
 
 def parse_flat(data: bytes) -> dict[str, str | None] | None:
@@ -170,7 +179,7 @@ def parse_flat(data: bytes) -> dict[str, str | None] | None:
         if rest and rest[0] not in " \t":
             return None
         value = rest.split(" #", 1)[0].strip()
-        if not _FLAT_VALUE_CHARS.issuperset(value):
+        if not _FLAT_VALUE_CHARS.issuperset(value) or _a_number_spelled_so(value):
             return None
         found[key] = None if value in _YAML_NULLS else value
     return found
