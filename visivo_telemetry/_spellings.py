@@ -15,10 +15,23 @@ ways (folding a line break in a key inserts a space), so they need nothing more.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 _WIDE_CODECS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
-_ESCAPED_BREAKS = tuple(("\\" + brk).encode() for brk in "\r\n\x85\u2028\u2029")
-"""A backslash before any line break YAML knows (CR, LF, NEL, LS, PS), in UTF-8."""
-_HEX_WIDTHS = {ord("x"): 2, ord("u"): 4, ord("U"): 8}
+_BREAKS = (b"\n", b"\r")
+_WIDE_BREAKS = tuple(brk.encode() for brk in "\x85\u2028\u2029")
+"""The line breaks YAML knows: LF, CR, and beyond ASCII NEL, LS, PS (in UTF-8)."""
+_ASCII_ESCAPES = (b"x", b"u00", b"U000000")
+"""How a double-quoted scalar escapes an ASCII character: a backslash, one of these, then
+two hex digits."""
+_FOLLOWS = _BREAKS + _WIDE_BREAKS + _ASCII_ESCAPES
+"""What may follow a backslash that escapes a break or a character of a key."""
+_BYTES_PER_BACKSLASH = 64
+"""Where backslashes are rarer than one in this many bytes, each is looked at; where more
+common, the patterns of `_FOLLOWS` are searched for instead (a pass over the file each).
+Either way a file costs at most about 5 µs per kilobyte."""
 
 
 def could_name(data: bytes, keys: tuple[str, ...]) -> bool:
@@ -31,27 +44,50 @@ def could_name(data: bytes, keys: tuple[str, ...]) -> bool:
 
 
 def _spells(text: bytes, keys: tuple[str, ...]) -> bool:
-    """Whether UTF-8 `text` holds one of `keys` plainly, an escaped line break, or a `\\x`,
-    `\\u` or `\\U` escape of a character one of `keys` has."""
+    """Whether UTF-8 `text` holds one of `keys` plainly, or a backslash that escapes a line
+    break or a character one of `keys` has."""
     if any(key.encode() in text for key in keys):
         return True
     at = text.find(b"\\")
     if at == -1:
         return False
-    if any(brk in text for brk in _ESCAPED_BREAKS):
-        return True
     letters = frozenset("".join(keys))
+    if text.count(b"\\", at) * _BYTES_PER_BACKSLASH > len(text):
+        return any(_escapes_a_part(text, after, letters) for after in _searched(text))
     while at != -1:
-        width = _HEX_WIDTHS.get(text[at + 1]) if at + 1 < len(text) else None
-        if width and _escaped(text[at + 2 : at + 2 + width], width) in letters:
+        if text.startswith(_FOLLOWS, at + 1) and _escapes_a_part(text, at + 1, letters):
             return True
         at = text.find(b"\\", at + 1)
     return False
 
 
-def _escaped(digits: bytes, width: int) -> str:
-    """The character `width` hex digits name, or "" when they do not name one."""
-    if len(digits) != width:
+def _searched(text: bytes) -> Iterator[int]:
+    """Where each `_FOLLOWS` that follows a backslash starts (beyond ASCII ones only where
+    the text is not ASCII)."""
+    follows = _BREAKS + _ASCII_ESCAPES + (() if text.isascii() else _WIDE_BREAKS)
+    for start in follows:
+        pattern = b"\\" + start
+        at = text.find(pattern)
+        while at != -1:
+            yield at + 1
+            at = text.find(pattern, at + 1)
+
+
+def _escapes_a_part(text: bytes, at: int, letters: frozenset[str]) -> bool:
+    """Whether the bytes at `at`, after a backslash, escape a line break (which joins two
+    lines with nothing between) or one of `letters`."""
+    if text.startswith(_BREAKS + _WIDE_BREAKS, at):
+        return True
+    for escape in _ASCII_ESCAPES:
+        if text.startswith(escape, at):
+            digits = text[at + len(escape) : at + len(escape) + 2]
+            return _escaped(digits) in letters
+    return False
+
+
+def _escaped(digits: bytes) -> str:
+    """The character two hex digits name, or "" when they are not two hex digits."""
+    if len(digits) != 2 or not digits.isalnum():
         return ""
     try:
         return chr(int(digits, 16))
