@@ -325,6 +325,22 @@ def test_a_plain_project_file_is_not_parsed(tmp_path, monkeypatch, encoding):
     assert precedence.project_decision(tmp_path) is None
 
 
+MISALIGNED = {
+    "utf-8 mark, then utf-16": codecs.BOM_UTF8 + f"{KEY}: true\n".encode("utf-16-le"),
+    "one stray byte, then utf-16": b"#" + f"{KEY}: true\n".encode("utf-16-be"),
+    "two stray bytes, then utf-32": b"#\n" + f"{KEY}: true\n".encode("utf-32-le"),
+}
+"""Wide text that does not start where the file does: no encoding reads it, yet it names the
+key."""
+
+
+@pytest.mark.parametrize("content", MISALIGNED.values(), ids=MISALIGNED.keys())
+def test_wide_text_at_an_odd_offset_that_names_the_key_is_an_opt_out(tmp_path, content):
+    write_text(project_config(tmp_path), content)
+
+    assert precedence.decide(tmp_path, env={"HOME": str(tmp_path / "home")}).enabled is False
+
+
 # --------------------------------------------------------------------------- real processes
 
 REAL = {

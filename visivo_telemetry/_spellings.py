@@ -5,8 +5,9 @@ import), so this test may say "could" too often, never too rarely. YAML can spel
 without its plain text in three ways, and nothing else changes what a scalar holds:
 - an encoding other than UTF-8: UTF-16 or UTF-32, either byte order, with or without a byte
   order mark. Each puts NUL bytes between the ASCII letters of a key, so a file with a NUL is
-  also read in each of them (PyYAML reads only UTF-16 with a mark; the others are unreadable,
-  and an unreadable file that names the key opts out);
+  also read in each of them, and with its NULs dropped, for wide text that does not start
+  where the file does (PyYAML reads only UTF-16 with a mark; the others are unreadable, and
+  an unreadable file that names the key opts out);
 - a double-quoted scalar's escapes: `\\x5f`, `\\u005F`, `\\U0000005f` for one character;
 - a double-quoted scalar's escaped line break, which joins two lines with nothing between.
 Anchors, aliases, merge keys (`<<`), tags and folding copy or keep text spelled in one of these
@@ -40,7 +41,9 @@ def could_name(data: bytes, keys: tuple[str, ...]) -> bool:
         return True
     if b"\x00" not in data:
         return False  # UTF-16 and UTF-32 write a NUL beside every ASCII character
-    return any(_spells(data.decode(codec, "replace").encode(), keys) for codec in _WIDE_CODECS)
+    if any(_spells(data.decode(codec, "replace").encode(), keys) for codec in _WIDE_CODECS):
+        return True
+    return _spells(data.replace(b"\x00", b""), keys)  # wide text at an odd offset
 
 
 def _spells(text: bytes, keys: tuple[str, ...]) -> bool:
