@@ -16,17 +16,24 @@ from visivo_telemetry._yaml_scan import parse_flat
 KEYS = ["telemetry_enabled", "telemetry_debug", "posthog_host", "posthog_api_key", "name"]
 FLAT_WORDS = [
     "true", "True", "TRUE", "false", "False", "yes", "Yes", "no", "NO", "on", "Off", "y", "N",
-    "1", "0", "2", "-1", "1.0", "", "null", "Null", "maybe", "phc_abc123",
+    "1", "0", "2", "10", "", "null", "Null", "maybe", "phc_abc123",
     "https://eu.i.posthog.com", "http://127.0.0.1:8000", "yes # a comment",
 ]  # fmt: skip
 """Plain words, as `key: word` lines carry them: the fast path takes every one."""
 RICH_WORDS = [
     "no\t# a tab before the comment",
     "~", "'true'", '"no"', "[1, 2]", "{a: b}", "a: b", "*ref", "&anchor x", "!!str yes", "|", ">",
+    "01", "00", "0x1", "0b1", "1_", "0_1", "-1", "1.0", ".5", "1:20", "2026-02-28",
 ]  # fmt: skip
-"""Anything YAML gives more meaning than a word: left to PyYAML."""
+"""Anything YAML gives more meaning than a word: left to PyYAML. Numbers other than plain
+digits among them: PyYAML reads `01`, `0x1`, `0b1`, `1_` and `0_1` as 1, which keeps
+telemetry on."""
 FLAT_NOISE = ["", "# a comment", "   ", "  # an indented comment"]
-RICH_NOISE = ["  nested: true", "---", "- item", "key:value", "telemetry enabled: no"]
+RICH_NOISE = [
+    "  nested: true", "---", "- item", "key:value", "telemetry enabled: no",
+    "# \x00", "# \x7f", "\x0c", "# \x1b[0m", "\ufeff",
+]  # fmt: skip
+"""A line YAML reads as more than a word, or refuses: control characters, even in a comment."""
 
 
 @st.composite

@@ -10,6 +10,7 @@ and a project file is judged from PyYAML's parse events rather than built.
 from __future__ import annotations
 
 from ._files import Unreadable, read_regular, user_id
+from ._spellings import could_name
 from ._words import is_true, word
 
 TYPE_CHECKING = False
@@ -23,21 +24,19 @@ _USER_KEYS = (ENABLED_KEY, "posthog_host", "posthog_api_key", "telemetry_debug")
 """What `decide` and `settings` read from `~/.visivo/config.yml`."""
 
 _MAX_YAML_CONTAINERS = 100_000
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _mentioning(path: str, keys: tuple[str, ...], owner: int | None = None) -> bytes | None:
-    """The bytes of `path`, or None when it is absent, mentions none of `keys`, or belongs to
-    someone other than `owner` (when given).
+    """The bytes of `path`, or None when it is absent, cannot name any of `keys`, or belongs
+    to someone other than `owner` (when given).
 
-    The substring test spares every Visivo run the 20 ms PyYAML import: project files that say
-    nothing about telemetry are never parsed (UTF-16 files, which the test cannot see into,
-    always are).
+    The test spares every Visivo run the 20 ms PyYAML import: project files that say nothing
+    about telemetry are never parsed. It reads every spelling YAML allows (`could_name`: other
+    encodings, escapes), so a file that names a key in any of them is parsed, or, where
+    PyYAML cannot read it, unreadable: off.
     """
     data = read_regular(path, owner)
-    if data is None:
-        return None
-    if not data.startswith(_UTF16_BOMS) and not any(key.encode() in data for key in keys):
+    if data is None or not could_name(data, keys):
         return None
     return data
 
@@ -159,6 +158,18 @@ def _unique_keys_loader(yaml: Any, keys: tuple[str, ...]) -> Any:
 _FLAT_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _FLAT_VALUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_NUMBER_STARTS = frozenset("-.0123456789")
+_FLAT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x7F))
+"""What a flat file may hold: YAML refuses every other ASCII control character, even in a
+comment, and a byte order mark or anything beyond ASCII goes to PyYAML."""
+
+
+def _a_number_spelled_so(value: str) -> bool:
+    """A value PyYAML may read as a number that its text does not say (`01`, `0x1`, `1_`,
+    `0b1` are all 1, which keeps telemetry on), so PyYAML reads it; plain digits stay."""
+    if value[:1] not in _NUMBER_STARTS:
+        return False
+    return not value.isdigit() or (value.startswith("0") and value != "0")
 
 
 def parse_flat(data: bytes) -> dict[str, str | None] | None:
@@ -169,10 +180,9 @@ def parse_flat(data: bytes) -> dict[str, str | None] | None:
     stay text (null aside) for `word()` to read, which reads them as PyYAML's values would be
     read; anything richer (nesting, quotes, flow style, duplicates) goes to PyYAML.
     """
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return None
+    if data.translate(None, _FLAT_BYTES):
+        return None  # beyond printable ASCII: a control character makes the file unreadable
+    text = data.decode("ascii")
     found: dict[str, str | None] = {}
     for line in text.splitlines():
         stripped = line.strip()
@@ -184,7 +194,7 @@ def parse_flat(data: bytes) -> dict[str, str | None] | None:
         if rest and rest[0] not in " \t":
             return None
         value = rest.split(" #", 1)[0].strip()
-        if not _FLAT_VALUE_CHARS.issuperset(value):
+        if not _FLAT_VALUE_CHARS.issuperset(value) or _a_number_spelled_so(value):
             return None
         found[key] = None if value in _YAML_NULLS else value
     return found
