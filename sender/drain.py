@@ -20,15 +20,14 @@ from visivo_telemetry import _destination as destination
 from visivo_telemetry import _spool as spool
 from visivo_telemetry._events import Row, from_newer_library, iso_utc, part_body, wire_json
 from visivo_telemetry._precedence import decide
-from visivo_telemetry._tuning import BATCH_SIZE, LEASE_S
+from visivo_telemetry._tuning import BACKOFF_MAX_S, BATCH_SIZE, LEASE_S, LONGEST_WAIT_S
 
 from .transport import Response, Transport, TransportError
 
 MAX_ROWS = 10_000
 MAX_AGE_DAYS = 30
 BACKOFF_BASE_S = 2.0
-BACKOFF_MAX_S = 3600.0
-RETRY_AFTER_MAX_S = 86_400.0
+RETRY_AFTER_MAX_S = LONGEST_WAIT_S
 AUTH_BACKOFF_S = 3600.0
 MAX_REQUESTS_PER_BATCH = 32
 """Requests one claimed batch may cost while bisecting a 400/413 (one bad event in 100: ~14)."""

@@ -121,6 +121,17 @@ def test_consecutive_failures_are_counted_and_a_success_resets_them(home, conn):
     assert spool.backoff_allows(conn)
 
 
+@pytest.mark.parametrize(
+    ("from_now_s", "allows"),
+    [(3600.0, False), (86_000.0, False), (2 * 86_400.0, True), (1e12, True), (-1.0, True)],
+)
+def test_a_next_attempt_beyond_a_day_never_holds_delivery_back(conn, from_now_s, allows):
+    """No failure asks to wait more than a day (`Retry-After` is capped there): a later time is
+    a clock that jumped or an edited spool, and must not stop automatic delivery for good."""
+    spool.set_state(conn, spool.NEXT_ATTEMPT_AT, f"{time.time() + from_now_s:.3f}")
+    assert spool.backoff_allows(conn) is allows
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_seconds_is_honoured(home, conn, status):
     seed_spool(home, 2)

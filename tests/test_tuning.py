@@ -66,6 +66,8 @@ def test_a_broken_value_fails_the_import_itself():
         (drain, "LEASE_S"),
         (cli, "SENDER_WAIT_S"),
         (_spool, "SPAWN_GRACE_S"),
+        (_spool, "LONGEST_WAIT_S"),
+        (drain, "BACKOFF_MAX_S"),
     ],
 )
 def test_each_module_uses_the_tuned_value(module, name):

@@ -13,7 +13,7 @@ import time
 
 from ._events import Event, Row, iso_utc, window_properties
 from ._files import folder_refusal
-from ._tuning import SPAWN_GRACE_S
+from ._tuning import LONGEST_WAIT_S, SPAWN_GRACE_S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -585,8 +585,11 @@ def record_failure(
 
 
 def backoff_allows(conn: sqlite3.Connection, now: float | None = None) -> bool:
-    """False while a failed send's persisted backoff has not yet expired."""
-    return number(get_state(conn, NEXT_ATTEMPT_AT)) <= (time.time() if now is None else now)
+    """False while a failed send's persisted backoff has not yet expired; a next attempt set
+    beyond the longest wait there is (`LONGEST_WAIT_S`) is no backoff at all."""
+    now = time.time() if now is None else now
+    next_attempt = number(get_state(conn, NEXT_ATTEMPT_AT))
+    return next_attempt <= now or next_attempt > now + LONGEST_WAIT_S
 
 
 def destination(conn: sqlite3.Connection) -> tuple[str | None, str | None]:

@@ -49,6 +49,13 @@ flush, and a late one would start a new row rather than be lost."""
 FLUSH_S = 1.0
 """How often the Flask writer adds its counts to the spool: what a crash of the server may lose."""
 
+BACKOFF_MAX_S = 3600.0
+"""The longest a failure's own backoff waits (exponential, jittered)."""
+LONGEST_WAIT_S = 86_400.0
+"""The longest any wait may last (a receiver's `Retry-After` is capped at this): a next attempt
+set further away (a clock that jumped back, an edited spool) is no wait at all, so it can never
+hold automatic delivery back for good."""
+
 RELATIONS = (
     ("POLL_S", "<", "LINGER_S", "a lingering sender looks for new events more than once"),
     ("LINGER_S", "<", "DRAIN_BUDGET_S", "a sender's whole linger fits in its drain budget"),
@@ -59,6 +66,7 @@ RELATIONS = (
     ("SERVER_BATCH_READY", "<=", "BATCH_SIZE", "what a server starts a sender for fits one batch"),
     ("FLUSH_S", "<", "SERVER_SPAWN_INTERVAL_S", "the writer checks the interval at each flush"),
     ("FLUSH_S", "<", "WINDOW_GRACE_S", "a window's last counts are spooled before it may be sent"),
+    ("BACKOFF_MAX_S", "<=", "LONGEST_WAIT_S", "no backoff outlasts the cap on every wait"),
 )
 """`(smaller, "<" or "<=", larger, what the relation keeps true)`."""
 
