@@ -34,6 +34,16 @@ MAX_REQUESTS_PER_BATCH = 32
 SPLIT_STATUSES = {413: "too_large", 400: "rejected"}
 """Answers that mean "something in this batch": split it; one event rejected alone is dropped
 (counted under this drop reason)."""
+DROPPED = {
+    "invalid": "it fails the allowlist, cannot be read within the size and depth limits, or "
+    "names no destination it may be sent to",
+    "rejected": "the receiver rejected it alone (400)",
+    "too_large": "the receiver found it too large alone (413)",
+    "age": "older than the spool's age cap",
+    "rows": "over the spool's row cap",
+    "attempts": "too many failed attempts",
+}
+"""Why an event is dropped, per drop reason, in words (debug mode's `flush` prints them)."""
 CHECKPOINT_BUSY_MS = 50
 """How long the final WAL checkpoint may hold hosts' writes back while it waits for readers."""
 
@@ -176,13 +186,16 @@ class Drain:
         limits: Limits = DEFAULT_LIMITS,
         progress: Callable[[int, int], None] | None = None,
         env: dict[str, str] | None = None,
+        explain: Callable[[str], None] | None = None,
     ) -> None:
+        """`explain(line)` is told which events are dropped and why (debug mode's `flush`)."""
         self.conn = conn
         self.transport = transport
         self.respect_backoff = respect_backoff
         self.deadline = deadline
         self.limits = limits
         self.progress = progress
+        self.explain = explain
         self.env = env
         self.sent = self.failed = self.dropped = 0
         self._poster: ThreadPoolExecutor | None = None
@@ -353,6 +366,10 @@ class Drain:
         self._backoff_cleared = True
 
     def _drop(self, rows: list[Row], reason: str) -> None:
+        if self.explain is not None:
+            for row in rows:
+                uuid = row.uuid if isinstance(row.uuid, str) else "no readable uuid"
+                self.explain(f"dropped {row.table} row {row.id} ({uuid[:36]}): {DROPPED[reason]}")
         self.dropped += spool.drop(self.conn, rows, reason)
 
     def _fail(self, rows: list[Row], failure: Failure) -> None:

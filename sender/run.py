@@ -84,6 +84,7 @@ def deliver(
     transport: Transport | None = None,
     progress: Callable[[int, int], None] | None = None,
     linger_s: float = 0.0,
+    explain: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Drain the spool as the only sender; `Stop.BUSY` when another sender holds the lock.
 
@@ -111,6 +112,7 @@ def deliver(
         "respect_backoff": respect_backoff,
         "deadline": deadline,
         "progress": progress,
+        "explain": explain,
     }
     try:
         for _ in range(MAX_HANDOFFS):

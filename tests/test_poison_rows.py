@@ -42,6 +42,37 @@ def test_a_poison_row_is_dropped_and_counted_and_the_rest_arrive(env, home, coll
     assert spool_state(home).get("dropped_invalid") == "1"
 
 
+def test_debug_mode_names_the_poison_row_it_drops(env, home, collector):
+    seed_spool(home, 2)
+    poison_uuid = events.new_uuid7()
+    conn = sqlite3.connect(spool_path(home))
+    with conn:
+        conn.execute(
+            "INSERT INTO events (uuid, event, created_at, properties) VALUES (?, ?, ?, ?)",
+            (poison_uuid, "cli_command", events.iso_utc(), POISON["nested 4,000 deep"]),
+        )
+        [(row_id,)] = conn.execute("SELECT id FROM events WHERE uuid = ?", (poison_uuid,))
+    conn.close()
+
+    result = flush({**env, "VISIVO_TELEMETRY_DEBUG": "1"})
+
+    assert result.returncode == 0 and len(collector.wait_for_events(2, timeout=30)) == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"visivo-telemetry: dropped events row {row_id} ({poison_uuid}): ")
+    assert "size and depth limits" in line
+
+    conn = sqlite3.connect(spool_path(home))
+    with conn:
+        conn.execute(
+            "INSERT INTO events (uuid, event, created_at, properties) VALUES (?, ?, ?, ?)",
+            (events.new_uuid7(), "cli_command", events.iso_utc(), POISON["not an object"]),
+        )
+    conn.close()
+    quiet = flush(env)
+    assert (quiet.returncode, quiet.stderr) == (0, ""), "named only in debug mode"
+    assert spool_state(home)["dropped_invalid"] == "2"
+
+
 def test_a_legitimate_row_is_never_refused_for_its_brackets():
     """Placeholders are braces inside strings: a deep-looking but valid endpoint still parses."""
     endpoint = "/api" + "/{id}" * 40

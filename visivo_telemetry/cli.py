@@ -286,6 +286,17 @@ def _show_sent(where: Paths, limit: int | None, raw: bool, as_json: bool) -> Non
         click.echo("nothing was sent in the last 30 days", err=True)
 
 
+def _explainer() -> Callable[[str], None] | None:
+    """In debug mode, `flush` names each event it drops, and why, on stderr."""
+    if not destination.settings(None).debug:
+        return None
+
+    def explain(line: str) -> None:
+        click.echo(f"visivo-telemetry: {line}", err=True)
+
+    return explain
+
+
 def _progress_line() -> Any:
     if not sys.stderr.isatty():
         return None
@@ -309,7 +320,11 @@ def flush() -> None:
     progress = _progress_line()
     try:
         outcome = deliver(
-            respect_backoff=False, lock_timeout=SENDER_WAIT_S, budget_s=600.0, progress=progress
+            respect_backoff=False,
+            lock_timeout=SENDER_WAIT_S,
+            budget_s=600.0,
+            progress=progress,
+            explain=_explainer(),
         )
     except Exception as error:  # one line, never a traceback; the events stay
         raise click.ClickException(
