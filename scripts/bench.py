@@ -23,6 +23,7 @@ from pathlib import Path
 
 import bench_chart
 import bench_cli
+import bench_inputs
 import bench_spool
 import bench_visivo
 from bench_common import Row, kill_senders, load_collector, refusing_url
@@ -53,10 +54,11 @@ class Plan:
     poller_minutes: float
     poller_scale: float
     visivo_rounds: int = 10
+    inputs_rounds: int = 10
 
 
 FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000, 10.0, 20.0)
-QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200, 1.0, 20.0, visivo_rounds=2)
+QUICK = Plan(3, 3, 3, 1, 1, 12.0, 500, 5000, 200, 1.0, 20.0, visivo_rounds=2, inputs_rounds=2)
 
 
 def conditions(plan: Plan, healthy_url: str) -> list[bench_cli.Condition]:
@@ -115,6 +117,7 @@ def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
         bench_cli.warm_up(base, collector.url)
         table = bench_spool.hot_path(base, plan.hot_path_calls)
         table += cli_rows(base, collector, plan)
+        table += bench_inputs.rows(base, collector.url, plan.inputs_rounds)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
         table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)

@@ -29,7 +29,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--threads", default=1, type=int)
 @click.option("--dag-filter", default=None)
-def run(threads: int, dag_filter: str | None) -> None:
+@click.argument("files", nargs=-1)
+def run(threads: int, dag_filter: str | None, files: tuple[str, ...]) -> None:
     """Stands in for `visivo run`: does nothing, so the cost measured is all start-up and exit."""
 
 
