@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import sys
 import urllib.request
 import zlib
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from visivo_telemetry._schema import LIB_NAME
@@ -68,8 +69,7 @@ class HttpxTransport:
 
     def __init__(self, timeout: float = TIMEOUT_S) -> None:
         try:
-            import httpx
-
+            httpx = import_httpx()
             self._httpx = httpx
             self._client = httpx.Client(
                 timeout=httpx.Timeout(timeout),
@@ -102,6 +102,25 @@ class HttpxTransport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def import_httpx() -> Any:
+    """httpx without its command-line client, which a sender never runs: `import httpx` loads
+    `httpx._main` (click, rich, pygments when installed) for its `httpx` command, about 40% of
+    what a sender imports. httpx catches that import's `ImportError` and keeps a stub `main`;
+    a `None` in `sys.modules` is Python's own way to make an import fail. Nothing else changes:
+    with another httpx layout this is simply a plain import."""
+    if "httpx" in sys.modules:
+        return sys.modules["httpx"]
+    blocked = "httpx._main" not in sys.modules
+    if blocked:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx
+    finally:
+        if blocked:
+            del sys.modules["httpx._main"]
+    return httpx
 
 
 def proxied(url: str) -> bool:

@@ -101,6 +101,24 @@ def test_recording_while_the_receiver_refuses_imports_nothing_heavy(home, projec
     assert len(spool_rows(home)) >= 1
 
 
+def test_a_sender_never_imports_httpxs_command_line():
+    """httpx's `httpx._main` (click, rich, pygments) is ~40% of a sender's imports; the sender
+    never runs it. httpx still works, and its `main` is httpx's own stub."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from visivo_telemetry._sender.transport import HttpxTransport
+        HttpxTransport().close()
+        import httpx
+        assert callable(httpx.main) and httpx.Client
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("click", "rich", "pygments")
+                     or m == "httpx._main"))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
 BENCH_ROWS = (
     r"Hot path: record one `cli_command`, warm",
     r"Hot path: record one `api_request`, warm",
