@@ -24,6 +24,7 @@ from pathlib import Path
 import bench_chart
 import bench_cli
 import bench_inputs
+import bench_machine
 import bench_spool
 import bench_visivo
 from bench_common import Row, kill_senders, load_collector, refusing_url
@@ -118,6 +119,7 @@ def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
         table = bench_spool.hot_path(base, plan.hot_path_calls)
         table += cli_rows(base, collector, plan)
         table += bench_inputs.rows(base, collector.url, plan.inputs_rounds)
+        table += bench_machine.rows(base, collector.url, plan.inputs_rounds)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
         table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)

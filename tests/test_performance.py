@@ -138,6 +138,8 @@ BENCH_ROWS = (
     ),
     r"absurd inputs \| click command, 150,000 arguments \| .* added by telemetry",
     r"absurd inputs \| `sanitize_endpoint` of a 128 KB path \| ",
+    r"Machine CPU \| sender part: \+ drain one event and linger, plain HTTP \| .* CPU",
+    r"Machine CPU \| per command, interactive: visivo-telemetry \(host \+ its sender\) \| ",
     r"Drain: 5,000 spooled events to the local receiver",
     *(rf"Concurrency: {n} writer process" for n in (1, 2, 4, 8)),
 )
