@@ -42,6 +42,16 @@ def _waiting(db_path: str) -> bool:
         return True
 
 
+def _wal_signature(db_path: str) -> tuple[int, int] | None:
+    """The write-ahead log's size and time: every write a host makes changes one of them, so
+    a lingering sender opens the spool only when something was written (one `stat` a poll)."""
+    try:
+        found = os.stat(db_path + "-wal")
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
 def _check_in(db_path: str) -> None:
     """Tell hosts this sender is about to try the lock: whoever holds it drains their rows."""
     try:
@@ -129,13 +139,17 @@ def deliver(
             try:
                 outcome = drain_spool(where.db, transport, **options)
                 quiet_until = time.monotonic() + linger_s
+                seen = _wal_signature(where.db)
                 while outcome.stopped_because is Stop.EMPTY and time.monotonic() < min(
                     quiet_until, deadline
                 ):
                     time.sleep(POLL_S)
+                    if _wal_signature(where.db) == seen:
+                        continue  # nothing written: the final check below stays the safety net
                     if _waiting(where.db):
                         outcome = outcome.then(drain_spool(where.db, transport, **options))
                         quiet_until = time.monotonic() + linger_s
+                    seen = _wal_signature(where.db)
             finally:
                 lock.release()
             total = outcome if total is None else total.then(outcome)
