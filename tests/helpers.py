@@ -247,3 +247,14 @@ def down_receiver(db_path: Path, mode: str = "ok") -> Collector:
     receiver = Collector(db_path, mode=mode).start()
     receiver.stop()
     return receiver
+
+
+def json_strings(value: object) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *json_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in json_strings(v)]
+    return []

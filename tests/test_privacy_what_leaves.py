@@ -15,6 +15,7 @@ from helpers import (
     TEST_API_KEY,
     flush,
     host_code,
+    json_strings,
     run_host,
     spool_path,
     spool_rows,
@@ -70,17 +71,6 @@ def test_a_backlog_batch_adds_only_historical_migration(env, home, collector):
     assert body["historical_migration"] is True and len(body["batch"]) == 3
 
 
-def _strings(value: object) -> list[str]:
-    """Every string in a JSON value, keys included."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (k, *_strings(v))]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def test_nothing_private_is_anywhere_in_the_request(env, home, project, collector):
     """Not in the URL, not in a header's name or value, not in any string of the body."""
     run_host(host_code("run", [str(home), getpass.getuser(), str(project)]), env, cwd=project)
@@ -90,8 +80,8 @@ def test_nothing_private_is_anywhere_in_the_request(env, home, project, collecto
     (request,) = collector.received()
     sent = [
         request["target"],
-        *_strings(request["headers"]),
-        *_strings(json.loads(request["text"])),
+        *json_strings(request["headers"]),
+        *json_strings(json.loads(request["text"])),
     ]
     for private in (socket.gethostname(), getpass.getuser(), str(home), str(project)):
         # A short name ("vm") is compared whole, a longer one looked for inside every string.

@@ -37,6 +37,7 @@ from helpers import (
     Collector,
     clean_env,
     flush,
+    json_strings,
     spool_rows,
     wait_for_senders_to_exit,
 )
@@ -255,12 +256,24 @@ def test_secret_values_and_undeclared_flags_are_placeholders(cli_events: list[di
 def test_no_name_path_or_secret_reaches_the_receiver_or_the_spool(
     real: Real, cli_events: list[dict]
 ) -> None:
-    needles = [b"acme", SECRET.encode(), str(real.root).encode(), os.uname().nodename.encode()]
+    hostname = os.uname().nodename
+    needles = [b"acme", SECRET.encode(), str(real.root).encode()]
+    # A hostname of a few letters ("vm") turns up by chance in the receiver's gzip bodies and
+    # SQLite pages: it is compared whole with every string that arrived (as
+    # test_privacy_what_leaves.py does), and looked for in raw bytes only when long enough.
+    if len(hostname) > 3:
+        needles.append(hostname.encode())
     receiver_files = [p for p in real.root.glob("received.db*")]
     assert receiver_files
     for path in receiver_files:
         data = path.read_bytes().lower()
         assert not [n for n in needles if n.lower() in data], path
+    arrived = [
+        s
+        for request in real.collector.received()
+        for s in json_strings(json.loads(request["text"]))
+    ]
+    assert arrived and hostname not in arrived
     assert vs.files_containing(real.home("cli"), needles) == {}
 
 
