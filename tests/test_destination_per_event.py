@@ -4,6 +4,7 @@ groups batches by destination."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from helpers import (
@@ -17,6 +18,7 @@ from helpers import (
     spool_path,
     spool_rows,
     spool_state,
+    vt,
     wait_for_senders_to_exit,
 )
 
@@ -48,7 +50,11 @@ def test_a_key_set_for_one_command_is_the_key_its_event_carries(home, project, t
     receiver = down_receiver(tmp_path / "r.db")
     url = f"http://127.0.0.1:{receiver.port}"
     record(home, project, "mine", VISIVO_POSTHOG_HOST=url, VISIVO_POSTHOG_API_KEY="phc_users")
+    shown = vt("show", env=clean_env(home))  # a later process, without the variable
+    assert json.loads(shown.stdout)["api_key"] == "phc_users" and shown.stderr == ""
     record(home, project, "apps", VISIVO_POSTHOG_HOST=url)
+    shown = vt("show", env=clean_env(home))
+    assert "these events go to 2 projects, each batch with its own key" in shown.stderr
 
     with receiver:
         later = clean_env(home, VISIVO_POSTHOG_HOST=url, VISIVO_POSTHOG_API_KEY="phc_later")

@@ -377,6 +377,14 @@ def newest(conn: sqlite3.Connection, limit: int | None = None) -> list[Row]:
     return rows[-limit:] if limit else rows
 
 
+def pending_keys(conn: sqlite3.Connection) -> set[object]:
+    """The API keys pending events carry (None for events an older version recorded)."""
+    found: set[object] = set()
+    for table in TABLES:
+        found.update(key for (key,) in conn.execute(f"SELECT DISTINCT api_key FROM {table}"))
+    return found
+
+
 def delete(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Remove delivered (or dropped) events."""
     for table, ids in _by_table(rows):

@@ -251,9 +251,15 @@ def show(limit: int | None, raw: bool, sent: bool, as_json: bool) -> None:
         _show_sent(where, limit, raw, as_json)
         return
     pending = _read(where.db, lambda conn: spool.newest(conn, limit), [])
+    keys = _read(where.db, spool.pending_keys, set()) - {None}
     valid = [(row, item) for row in pending if (item := events.wire_json(row)) is not None]
-    body = events.part_body(_destination(where).api_key or "", valid)
+    key = next(iter(keys)) if len(keys) == 1 else _destination(where).api_key
+    body = events.part_body(key if isinstance(key, str) else "", valid)
     click.echo(body.decode() if raw else json.dumps(json.loads(body), indent=2))
+    if len(keys) > 1:
+        click.echo(
+            f"these events go to {len(keys)} projects, each batch with its own key", err=True
+        )
     invalid = len(pending) - len(valid)
     if invalid:
         click.echo(f"{invalid} invalid events would be dropped, not sent", err=True)
