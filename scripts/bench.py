@@ -56,6 +56,7 @@ class Plan:
     poller_scale: float
     visivo_rounds: int = 10
     inputs_rounds: int = 10
+    burst_rounds: int = 3
 
 
 FULL = Plan(20, 20, 5, 5, 2, 90.0, 5000, 100_000, 2000, 10.0, 20.0)
@@ -120,6 +121,8 @@ def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
         table += cli_rows(base, collector, plan)
         table += bench_inputs.rows(base, collector.url, plan.inputs_rounds)
         table += bench_machine.rows(base, collector.url, plan.inputs_rounds)
+        if plan is not QUICK:  # 15 commands and an idle block as long, per variant and round
+            table += bench_machine.burst_rows(base, collector.url, plan.burst_rounds)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
         table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
