@@ -116,8 +116,9 @@ def deliver(
         transport = transport or HttpxTransport()
     except TransportError as error:
         return cannot_send(where.db, Failure(error.kind, None, error.detail), respect_backoff)
-    except ImportError as error:
-        return cannot_send(where.db, Failure("sender-unavailable", None, describe(error)), True)
+    except ImportError as error:  # filelock (httpx's is a `TransportError` already)
+        failure = Failure("sender-unavailable", None, describe(error))
+        return cannot_send(where.db, failure, respect_backoff)
     options = {
         "respect_backoff": respect_backoff,
         "deadline": deadline,

@@ -142,9 +142,9 @@ def failure_kind(error: BaseException, through_proxy: bool = False) -> str:
         text = " ".join(str(cause) for cause in chain).lower()
         wants_credentials = "407" in text or "auth" in text or "password" in text
         return "proxy-auth" if wants_credentials else "proxy-refused"
-    if names & {"ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutError"}:
+    if names & {"ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout"}:
         return "timeout"
-    if any(isinstance(cause, (socket.timeout, TimeoutError)) for cause in chain):
+    if any(isinstance(cause, TimeoutError) for cause in chain):  # `socket.timeout` is one
         return "timeout"
     if any(isinstance(cause, ssl.SSLError) for cause in chain):
         return "tls-handshake"

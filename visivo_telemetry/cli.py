@@ -250,8 +250,10 @@ def show(limit: int | None, raw: bool, sent: bool, as_json: bool) -> None:
     if sent:
         _show_sent(where, limit, raw, as_json)
         return
-    pending = _read(where.db, lambda conn: spool.newest(conn, limit), [])
-    keys = _read(where.db, spool.pending_keys, set()) - {None}
+    pending, keys = _read(
+        where.db, lambda conn: (spool.newest(conn, limit), spool.pending_keys(conn)), ([], set())
+    )
+    keys -= {None}
     valid = [(row, item) for row in pending if (item := events.wire_json(row)) is not None]
     key = next(iter(keys)) if len(keys) == 1 else _destination(where).api_key
     body = events.part_body(key if isinstance(key, str) else "", valid)
