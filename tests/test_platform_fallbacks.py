@@ -118,7 +118,11 @@ def test_parallel_hosts_deliver_every_event_once(env, home, project, collector, 
         flush({**env, **extra})
     received = collector.events()
     left = [(r["attempts"], r["leased_until"]) for r in spool_rows(home)]
-    assert len({e["uuid"] for e in received}) == 20, (left, sorted(spool_state(home).items()))
+    statuses = [r["status"] for r in collector.requests()]
+    # A string, which pytest prints whole: the state's drop counters and last error, and every
+    # answer the receiver gave, tell a never-written event from a dropped or rejected one.
+    why = f"left={left} state={dict(sorted(spool_state(home).items()))} statuses={statuses}"
+    assert len({e["uuid"] for e in received}) == 20, why
     assert collector.stats()["duplicates"] == 0
     assert spool_rows(home) == []
 
