@@ -16,7 +16,15 @@ from visivo_telemetry import _spool as spool
 from visivo_telemetry._files import is_plain_or_absent, paths, spool_refusal
 from visivo_telemetry._precedence import decide
 from visivo_telemetry._spawn import SENDER_NICENESS
-from visivo_telemetry._tuning import DRAIN_BUDGET_S, LIFETIME_S, LINGER_S, POLL_S
+from visivo_telemetry._tuning import (
+    BRISK_S,
+    DRAIN_BUDGET_S,
+    HANDOFF_S,
+    IDLE_POLL_S,
+    LIFETIME_S,
+    LINGER_S,
+    POLL_S,
+)
 
 from .drain import Drain, Failure, Outcome, Stop, record_failure
 from .transport import HttpxTransport, Transport, TransportError, describe
@@ -24,32 +32,42 @@ from .transport import HttpxTransport, Transport, TransportError, describe
 MAX_HANDOFFS = 10
 
 
-def _waiting(db_path: str) -> bool:
-    """Whether unleased events wait in the spool (never creates the file).
+def _look(db_path: str) -> tuple[bool, str | None]:
+    """Whether unleased events wait in the spool, and when `flush` or `purge` last asked the
+    lock holder to let go (never creates the file).
 
-    When in doubt, yes: a needless second look costs one empty claim, a wrong "no" could
-    strand the event of a host that saw us alive and so started no sender of its own.
+    When in doubt, events wait: a needless second look costs one empty claim, a wrong "no"
+    could strand the event of a host that saw us alive and so started no sender of its own.
     """
     try:
         conn = spool.open_existing(db_path)
         if conn is None:
-            return False
+            return False, None
         try:
-            return spool.has_unleased(conn)
+            return spool.has_unleased(conn), spool.get_state(conn, spool.LET_GO_ASKED_AT)
         finally:
             conn.close()
     except sqlite3.Error:
-        return True
+        return True, None
 
 
-def _wal_signature(db_path: str) -> tuple[int, int] | None:
-    """The write-ahead log's size and time: every write a host makes changes one of them, so
-    a lingering sender opens the spool only when something was written (one `stat` a poll)."""
-    try:
-        found = os.stat(db_path + "-wal")
-    except OSError:
-        return None
-    return found.st_size, found.st_mtime_ns
+def _waiting(db_path: str) -> bool:
+    return _look(db_path)[0]
+
+
+def _write_signature(db_path: str) -> tuple[tuple[int, int] | None, ...]:
+    """The sizes and times of the spool and its write-ahead log: every write changes one of
+    them (a writer that closes the last connection folds the log into the spool and deletes
+    it), so a lingering sender opens the spool only when something was written."""
+    found = []
+    for path in (db_path, db_path + "-wal"):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def _check_in(db_path: str) -> None:
@@ -125,6 +143,12 @@ def deliver(
         "progress": progress,
         "explain": explain,
     }
+    asked_before = _look(where.db)[1] if linger_s > 0 else None
+    asked_to_go = False
+
+    def drain() -> Outcome:
+        return drain_spool(where.db, transport, **options)
+
     try:
         for _ in range(MAX_HANDOFFS):
             # Checked in before trying the lock: a host that still sees this sender as "starting"
@@ -139,21 +163,15 @@ def deliver(
                 return Outcome(stopped_because=Stop.BUSY) if total in (None, Outcome()) else total
             try:
                 outcome = drain_spool(where.db, transport, **options)
-                quiet_until = time.monotonic() + linger_s
-                seen = _wal_signature(where.db)
-                while outcome.stopped_because is Stop.EMPTY and time.monotonic() < min(
-                    quiet_until, deadline
-                ):
-                    time.sleep(POLL_S)
-                    if _wal_signature(where.db) == seen:
-                        continue  # nothing written: the final check below stays the safety net
-                    if _waiting(where.db):
-                        outcome = outcome.then(drain_spool(where.db, transport, **options))
-                        quiet_until = time.monotonic() + linger_s
-                    seen = _wal_signature(where.db)
+                if linger_s > 0 and outcome.stopped_because is Stop.EMPTY:
+                    outcome, asked_to_go = _linger(
+                        where.db, linger_s, asked_before, outcome, drain, deadline
+                    )
             finally:
                 lock.release()
             total = outcome if total is None else total.then(outcome)
+            if asked_to_go:
+                return total  # whoever asked waits for the lock and takes the spool over
             if outcome.stopped_because is not Stop.EMPTY or not _waiting(where.db):
                 return total
             lock_timeout = 0.0
@@ -161,6 +179,40 @@ def deliver(
     finally:
         if own_transport:
             transport.close()
+
+
+def _linger(
+    db_path: str,
+    linger_s: float,
+    asked_before: str | None,
+    outcome: Outcome,
+    drain: Callable[[], Outcome],
+    deadline: float,
+) -> tuple[Outcome, bool]:
+    """Hold the lock and drain what hosts write, until `linger_s` pass without an event or the
+    drain budget nears its end; and whether `flush` or `purge` asked us to let go meanwhile.
+
+    A host that finds the lock held starts no sender, so commands run within the linger share
+    this one. Each look is two `stat`s (the spool and its log); the spool is opened only when
+    something was written.
+    """
+    seen = _write_signature(db_path)
+    quiet_since = time.monotonic()
+    while outcome.stopped_because is Stop.EMPTY:
+        now = time.monotonic()
+        if now >= min(quiet_since + linger_s, deadline - HANDOFF_S):
+            break
+        time.sleep(POLL_S if now - quiet_since < BRISK_S else IDLE_POLL_S)
+        if _write_signature(db_path) == seen:
+            continue  # nothing written: the final check after the release stays the safety net
+        waiting, asked = _look(db_path)
+        if asked != asked_before:
+            return outcome, True
+        if waiting:
+            outcome = outcome.then(drain())
+            quiet_since = time.monotonic()
+        seen = _write_signature(db_path)
+    return outcome, False
 
 
 def cannot_send(db_path: str, failure: Failure, respect_backoff: bool = True) -> Outcome:
@@ -184,24 +236,38 @@ def cannot_send(db_path: str, failure: Failure, respect_backoff: bool = True) ->
 
 
 _LIFETIME_ENV = "VISIVO_TELEMETRY_SENDER_LIFETIME_S"
+_LINGER_ENV = "VISIVO_TELEMETRY_SENDER_LINGER_S"
 _MIN_LIFETIME_S = 1.0
 
 
 def _lifetime_s() -> float:
-    """This sender's hard cap: `LIFETIME_S`, or less when `VISIVO_TELEMETRY_SENDER_LIFETIME_S` says.
+    """This sender's hard cap: `LIFETIME_S`, or less when `VISIVO_TELEMETRY_SENDER_LIFETIME_S`
+    says."""
+    return _shortened(_LIFETIME_ENV, float(LIFETIME_S), _MIN_LIFETIME_S)
 
-    A private knob, read only here by the detached sender (tests use it to meet the cap in
-    seconds rather than half a minute): a number of seconds, clamped to 1…`LIFETIME_S`, so it
-    can shorten the cap but never lengthen it; anything that is not a number is ignored.
+
+def _linger_s() -> float:
+    """How long this sender lingers: `LINGER_S`, or less when `VISIVO_TELEMETRY_SENDER_LINGER_S`
+    says (0 for none)."""
+    return _shortened(_LINGER_ENV, LINGER_S, 0.0)
+
+
+def _shortened(variable: str, default: float, least: float) -> float:
+    """`default`, or the number of seconds the private knob `variable` gives, clamped to
+    `least`…`default`: it can shorten a duration but never lengthen it; anything that is not a
+    number is ignored.
+
+    Read only here, by the detached sender: tests use them to meet the cap in seconds rather
+    than half a minute, and to see a sender exit soon after its last event.
     """
-    raw = os.environ.get(_LIFETIME_ENV, "")
+    raw = os.environ.get(variable, "")
     try:
-        value = float(raw) if raw.strip() else float(LIFETIME_S)
+        value = float(raw) if raw.strip() else default
     except ValueError:
-        return float(LIFETIME_S)
+        return default
     if value != value:  # NaN
-        return float(LIFETIME_S)
-    return min(max(value, _MIN_LIFETIME_S), float(LIFETIME_S))
+        return default
+    return min(max(value, least), default)
 
 
 def _lower_priority() -> None:
@@ -274,7 +340,7 @@ def main() -> None:
         lifetime_s = _lifetime_s()
         _arm_lifetime_cap(lifetime_s)
         _lower_priority()
-        deliver(linger_s=LINGER_S, budget_s=DRAIN_BUDGET_S * lifetime_s / LIFETIME_S)
+        deliver(linger_s=_linger_s(), budget_s=DRAIN_BUDGET_S * lifetime_s / LIFETIME_S)
     except Exception as error:  # a bug or a broken install: backed off, never one per command
         _record_crash(error)
     except BaseException:

@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DEAD_RECEIVER, Collector, clean_env, sender_pids, wait_for_senders_to_exit
+from helpers import (
+    DEAD_RECEIVER,
+    LINGER_KNOB,
+    SHORT_LINGER,
+    Collector,
+    clean_env,
+    sender_pids,
+    wait_for_senders_to_exit,
+)
 
 
 @pytest.fixture
@@ -20,6 +28,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in ("VISIVO_TELEMETRY_DISABLED", "DO_NOT_TRACK", "VISIVO_TELEMETRY_DEBUG", "CI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VISIVO_POSTHOG_HOST", DEAD_RECEIVER)
+    monkeypatch.setenv(LINGER_KNOB, SHORT_LINGER)  # senders that in-process hosts start
     yield path
     leftover = wait_for_senders_to_exit(path)
     for pid in sender_pids(path):

@@ -51,6 +51,13 @@ NETWORK_ENV = (
 """The runner's proxies and CA bundles (any case) never reach a test's hosts and senders."""
 
 
+LINGER_KNOB = "VISIVO_TELEMETRY_SENDER_LINGER_S"
+SHORT_LINGER = "0.5"
+"""A test's senders let go half a second after their last event (a script's commands still
+share one), so that a test waiting for them to exit waits no longer; the tests of sharing a
+sender across commands seconds apart set the knob to "" (the real `LINGER_S`)."""
+
+
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a host process: our HOME, no telemetry or network settings of the
     runner's."""
@@ -61,6 +68,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     }
     env["HOME"] = str(home)
     env["VISIVO_POSTHOG_HOST"] = DEAD_RECEIVER
+    env[LINGER_KNOB] = SHORT_LINGER
     env.update(extra)
     return env
 

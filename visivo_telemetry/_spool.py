@@ -87,6 +87,8 @@ LAST_ERROR_DETAIL = "last_error_detail"
 """The last failure's cause in one line (never a credential), beside its kind in `last_error`."""
 SENDER_SPAWNED_AT = "sender_spawned_at"
 SENDER_STARTED_AT = "sender_started_at"
+LET_GO_ASKED_AT = "let_go_asked_at"
+"""Stamped by `flush` and `purge` when a sender holds the lock: a lingering one lets go."""
 APP_KEY_STATE = "app_api_key"
 APP_HOST_STATE = "app_host"
 SET_ASIDE = "spools_set_aside"
@@ -629,7 +631,8 @@ def _stamp(conn: sqlite3.Connection, key: str) -> float | None:
 
 
 def stamp(conn: sqlite3.Connection, key: str, when: float | None) -> None:
-    """Persist a moment (`SENDER_SPAWNED_AT`, `SENDER_STARTED_AT`), or clear it with None."""
+    """Persist a moment (`SENDER_SPAWNED_AT`, `SENDER_STARTED_AT`, `LET_GO_ASKED_AT`), or
+    clear it with None."""
     set_state(conn, key, None if when is None else f"{when:.6f}")
 
 

@@ -20,11 +20,22 @@ LIFETIME_S = 30
 a watchdog thread where there is none)."""
 DRAIN_BUDGET_S = 25.0
 """Soft deadline: a sender stops claiming new batches well before the hard cap kills it."""
-LINGER_S = 0.5
-"""A detached sender waits this long for more events before it lets go of the lock: commands
-run back to back (scripts, Makefiles) then share one sender instead of starting one each."""
+LINGER_S = 22.0
+"""A detached sender waits this long after its last event for more, within its drain budget,
+before it lets go of the lock: the next command of a script, or of a user at a terminal, then
+hands its event to this sender instead of starting one of its own (an interpreter and httpx,
+about 100 ms of CPU each). `flush` and `purge` ask it to let go at once."""
+BRISK_S = 1.0
+"""For this long after its last event a lingering sender looks for more every `POLL_S`
+(commands run back to back by a script), and every `IDLE_POLL_S` after that."""
 POLL_S = 0.05
-"""How often a lingering sender looks for new events."""
+"""How often a lingering sender looks for new events while commands come back to back."""
+IDLE_POLL_S = 0.25
+"""How often it looks after that: each look wakes the CPU (a laptop's battery), and an event
+still leaves within about the time a fresh sender would take to start."""
+HANDOFF_S = 3.0
+"""A lingering sender stops waiting this long before its drain budget ends: what a host wrote
+in its last moments (it saw the lock held, so it started no sender) is drained in that time."""
 SENDER_WAIT_S = 35.0
 """How long `flush` and `purge` wait for a running sender to finish."""
 LEASE_S = 120.0
@@ -57,8 +68,11 @@ set further away (a clock that jumped back, an edited spool) is no wait at all, 
 hold automatic delivery back for good."""
 
 RELATIONS = (
-    ("POLL_S", "<", "LINGER_S", "a lingering sender looks for new events more than once"),
+    ("POLL_S", "<", "IDLE_POLL_S", "a sender looks more often while commands come quickly"),
+    ("IDLE_POLL_S", "<", "BRISK_S", "the brisk looks last longer than one idle look"),
+    ("BRISK_S", "<", "LINGER_S", "a lingering sender slows its looks before it lets go"),
     ("LINGER_S", "<", "DRAIN_BUDGET_S", "a sender's whole linger fits in its drain budget"),
+    ("HANDOFF_S", "<", "LINGER_S", "a linger leaves time to drain what came at its end"),
     ("DRAIN_BUDGET_S", "<", "LIFETIME_S", "a sender stops claiming before its hard cap ends it"),
     ("SPAWN_GRACE_S", "<", "LIFETIME_S", "hosts never trust a sender longer than it lives"),
     ("LIFETIME_S", "<", "SENDER_WAIT_S", "`flush` and `purge` outwait any running sender"),

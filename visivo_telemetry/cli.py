@@ -30,6 +30,7 @@ from ._files import (
     spool_refusal,
     write_flag,
 )
+from ._spawn import sender_alive
 from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
@@ -326,6 +327,7 @@ def flush() -> None:
     if refused is not None:
         raise click.ClickException(f"{refused.why}: nothing sent; {refused.fix}")
     progress = _progress_line()
+    _ask_sender_to_let_go(where)
     try:
         outcome = deliver(
             respect_backoff=False,
@@ -371,6 +373,17 @@ def flush() -> None:
         )
 
 
+def _ask_sender_to_let_go(where: Paths) -> None:
+    """A sender that lingers for more events holds the lock for up to `LINGER_S`: ask it to
+    let go now (it sees the stamp at its next look), so `flush` and `purge` need not wait."""
+    if not is_plain_or_absent(where.lock) or not sender_alive(where.lock):
+        return
+    try:
+        _read(where.db, lambda conn: spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time()), None)
+    except click.ClickException:
+        pass  # a spool we cannot write to: we wait for the sender's own end instead
+
+
 def _sender_lock(where: Paths) -> Any:
     """Wait for a running sender to finish, so it cannot send what we are about to delete."""
     from filelock import FileLock, Timeout
@@ -379,6 +392,7 @@ def _sender_lock(where: Paths) -> Any:
         return None  # a folder not the user's own: nothing of ours there, nothing to wait for
     if not is_plain_or_absent(where.lock):
         return None  # a lock that is a link or a folder is never opened; no sender can hold it
+    _ask_sender_to_let_go(where)
     lock = FileLock(where.lock, timeout=SENDER_WAIT_S, mode=0o600)
     try:
         lock.acquire()
