@@ -4,6 +4,7 @@
     bash scripts/bench.sh --quick    # smaller run, under a minute and a half
     bash scripts/bench.sh --output bench-results.md
     bash scripts/bench.sh --only visivo   # the real Visivo 2.2.1 rows alone
+    bash scripts/bench.sh --only machine  # the whole machine's bill alone (CPU, senders included)
 
 Everything runs on 127.0.0.1 against the local receiver (scripts/collector.py), in temporary
 HOMEs, with bytecode caches enabled for child processes; nothing touches the user's ~/.visivo.
@@ -109,6 +110,16 @@ def cli_rows(base: Path, collector, plan: Plan) -> list[Row]:
     return table
 
 
+def machine_rows(base: Path, url: str, plan: Plan) -> list[Row]:
+    """The whole machine's bill: the sender's parts; in a full run, the interactive rows (a
+    command every 20 s, two minutes) and the burst (15 commands and an idle block as long)."""
+    table = bench_machine.rows(base, url, plan.inputs_rounds)
+    if plan is not QUICK:
+        table += bench_machine.interactive_rows(base, url)
+        table += bench_machine.burst_rows(base, url, plan.burst_rounds)
+    return table
+
+
 def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
     """Every benchmark, in an order that keeps the receiver's mode changes simple."""
     with load_collector()(base / "received.db") as collector:
@@ -116,13 +127,13 @@ def run_all(base: Path, plan: Plan, only: str | None = None) -> list[Row]:
             return bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
         if only == "visivo":
             return visivo_rows(base, collector, plan)
+        if only == "machine":
+            return machine_rows(base, collector.url, plan)
         bench_cli.warm_up(base, collector.url)
         table = bench_spool.hot_path(base, plan.hot_path_calls)
         table += cli_rows(base, collector, plan)
         table += bench_inputs.rows(base, collector.url, plan.inputs_rounds)
-        table += bench_machine.rows(base, collector.url, plan.inputs_rounds)
-        if plan is not QUICK:  # 15 commands and an idle block as long, per variant and round
-            table += bench_machine.burst_rows(base, collector.url, plan.burst_rounds)
+        table += machine_rows(base, collector.url, plan)
         table += bench_spool.drain(base, collector, plan.drain_events)
         table += bench_spool.concurrency(base, plan.per_writer)
         table += bench_spool.poller(base, collector, plan.poller_minutes, plan.poller_scale)
@@ -183,7 +194,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (smoke test)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
-    parser.add_argument("--only", choices=["poller", "visivo"], help="run one benchmark only")
+    parser.add_argument(
+        "--only", choices=["poller", "visivo", "machine"], help="run one benchmark only"
+    )
     parser.add_argument("--chart", type=Path, help="also draw the headline rows as an SVG here")
     return parser.parse_args(argv)
 

@@ -28,8 +28,15 @@ from bench_common import (
     wait_for_senders,
 )
 
-VARIANTS = ("none", "visivo", "posthog")
-LABELS = {"none": "no telemetry", "visivo": "visivo-telemetry", "posthog": "PostHog SDK"}
+VARIANTS = ("none", "floor", "visivo", "posthog")
+LABELS = {
+    "none": "no telemetry",
+    "floor": "the floor: import sqlite3, one WAL insert and commit, one posix_spawn",
+    "visivo": "visivo-telemetry",
+    "posthog": "PostHog SDK",
+}
+FLOOR_RATIO_TARGET = 1.5
+"""#24's goal: the wall time a command adds is at most this many times the floor's."""
 HOST_ARGS = ["run", "--threads", "4", "--dag-filter", "+my_chart+"]
 OVERHEAD_TARGET_S = 0.010
 
@@ -101,7 +108,7 @@ def warm_up(base: Path, url: str) -> None:
 
 def variants() -> tuple[str, ...]:
     """The variants this machine can run."""
-    return VARIANTS if posthog_available() else VARIANTS[:2]
+    return VARIANTS if posthog_available() else VARIANTS[:3]
 
 
 def measure(base: Path, condition: Condition) -> dict[str, Runs]:
@@ -148,11 +155,17 @@ def paired_deltas(variant: Runs, baseline: Runs) -> list[float]:
 def rows(condition: Condition, runs: dict[str, Runs], receiver_db: Path | None) -> list[Row]:
     """The table rows of one condition."""
     baseline = runs["none"]
-    return [_row(condition, v, runs[v], baseline, receiver_db) for v in runs]
+    floor = median(paired_deltas(runs["floor"], baseline))
+    return [_row(condition, v, runs[v], baseline, receiver_db, floor) for v in runs]
 
 
 def _row(
-    condition: Condition, variant: str, runs: Runs, baseline: Runs, receiver_db: Path | None
+    condition: Condition,
+    variant: str,
+    runs: Runs,
+    baseline: Runs,
+    receiver_db: Path | None,
+    floor: float | None,
 ) -> Row:
     shape = f"{len(runs.times)} rounds" + (
         f" × {condition.block} back-to-back" if condition.block > 1 else ""
@@ -167,6 +180,13 @@ def _row(
     if variant == "visivo":
         ok = delta_s is not None and delta_s <= OVERHEAD_TARGET_S and not runs.timeouts()
         target = verdict(ok, "≤ +10 ms")
+        if delta_s is not None and floor:
+            ratio = delta_s / floor
+            target += "; " + verdict(
+                ratio <= FLOOR_RATIO_TARGET, f"{ratio:.1f}× the floor (≤ {FLOOR_RATIO_TARGET}×)"
+            )
+    elif variant == "floor":
+        target = "the floor"
     else:
         target = "reference (today)"
     return Row(
@@ -195,6 +215,8 @@ def _result(runs: Runs, variant: str, condition: Condition) -> str:
 
 def _events(runs: Runs, variant: str, receiver_db: Path | None) -> str:
     """How many recorded events reached the receiver, and how many still wait in the spool."""
+    if variant == "floor":
+        return "— (sends nothing)"
     got = arrived(receiver_db, runs.api_key) if receiver_db is not None else 0
     text = f"{got}/{runs.runs()} arrived"
     if variant == "visivo":

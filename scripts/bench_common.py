@@ -28,6 +28,8 @@ RUNNER_ENV = (
     "VISIVO_POSTHOG_API_KEY",
     "VISIVO_TELEMETRY_DEBUG",
     "CI",
+    "VISIVO_TELEMETRY_SENDER_LINGER_S",
+    "VISIVO_TELEMETRY_SENDER_LIFETIME_S",
 )
 """Dropped from children: users have bytecode caches, and the runner's opt-outs must not leak."""
 
@@ -80,13 +82,36 @@ def sender_pids(homes: Iterable[Path]) -> list[int]:
     return found
 
 
-def wait_for_senders(homes: Iterable[Path], timeout: float = 35.0) -> list[int]:
-    """Wait until no sender of ours runs; the pids still alive at the deadline."""
+def wait_for_senders(
+    homes: Iterable[Path], timeout: float = 35.0, let_go: bool = True
+) -> list[int]:
+    """Wait until no sender of ours runs; the pids still alive at the deadline.
+
+    A sender lingers for the next command after delivering: with `let_go`, once a home's spool
+    is empty it is asked to let go (as `flush` asks), so that the next round starts afresh
+    rather than waiting out the linger. The machine's bill waits for their own end instead.
+    """
     homes = list(homes)
+    asked: set[Path] = set()
     deadline = time.monotonic() + timeout
     while (pids := sender_pids(homes)) and time.monotonic() < deadline:
+        for home in set(homes) - asked if let_go else ():
+            if spooled(home) == 0:
+                _ask_to_let_go(home)
+                asked.add(home)
         time.sleep(0.02)
     return pids
+
+
+def _ask_to_let_go(home: Path) -> None:
+    from visivo_telemetry import _spool as spool
+
+    conn = spool.open_existing(str(home / ".visivo" / "telemetry.db"))
+    if conn is not None:
+        try:
+            spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time())
+        finally:
+            conn.close()
 
 
 def kill_senders(homes: Iterable[Path]) -> None:

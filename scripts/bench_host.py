@@ -1,12 +1,14 @@
-"""A minimal click CLI, like Visivo's, that the benchmark runs with three kinds of telemetry.
+"""A minimal click CLI, like Visivo's, that the benchmark runs with each kind of telemetry.
 
     python scripts/bench_host.py none    run --threads 4
+    python scripts/bench_host.py floor   run --threads 4
     python scripts/bench_host.py visivo  run --threads 4
     python scripts/bench_host.py posthog run --threads 4
 
-`none` records nothing; `visivo` records through visivo-telemetry; `posthog` uses the PostHog
-SDK the way Visivo does today: capture, then `flush()` and `shutdown()` at exit. The receiver
-comes from `VISIVO_POSTHOG_HOST` and the key from `VISIVO_POSTHOG_API_KEY` in every mode.
+`none` records nothing; `floor` does only what recording an event cannot do without (#24);
+`visivo` records through visivo-telemetry; `posthog` uses the PostHog SDK the way Visivo does
+today: capture, then `flush()` and `shutdown()` at exit. The receiver comes from
+`VISIVO_POSTHOG_HOST` and the key from `VISIVO_POSTHOG_API_KEY` in every mode.
 """
 
 from __future__ import annotations
@@ -78,7 +80,41 @@ def main_posthog(argv: list[str]) -> None:
     sys.exit(code)
 
 
-MODES = {"none": main_none, "visivo": main_visivo, "posthog": main_posthog}
+def main_floor(argv: list[str]) -> None:
+    """The design's floor (#24): what recording one event cannot do without, and nothing else.
+
+    Load `sqlite3`, append one row to a WAL-mode file under `~/.visivo` and commit, start one
+    detached process with `posix_spawn` (an interpreter that does nothing), as a host does.
+    """
+    code: int | str | None = 0
+    try:
+        cli.main(args=argv, prog_name="visivo")
+    except SystemExit as done:
+        code = done.code
+    import sqlite3
+
+    folder = os.path.join(os.path.expanduser("~"), ".visivo")
+    os.makedirs(folder, exist_ok=True)
+    conn = sqlite3.connect(os.path.join(folder, "floor.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO events (body) VALUES (?)", (" ".join(argv),))
+    conn.execute("COMMIT")
+    conn.close()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.posix_spawn(
+        sys.executable,
+        [sys.executable, "-c", "pass"],
+        dict(os.environ),
+        file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
+        setsid=True,
+    )
+    os.close(null)
+    sys.exit(code)
+
+
+MODES = {"none": main_none, "floor": main_floor, "visivo": main_visivo, "posthog": main_posthog}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](sys.argv[2:])

@@ -2,13 +2,15 @@
 CPU per delivery broken down into its parts.
 
 A host starts its sender detached (its own session, reparented once the host exits), so no
-rusage of ours ever sees it. Here each part runs as our direct child, started exactly as a host
-starts it (the same interpreter and launch code), and `RUSAGE_CHILDREN` gives its CPU, user plus
-system: what the machine pays, however busy it is otherwise. Interactive use (a command now and
-then) gives each command a sender of its own, so its bill is the host's CPU plus one sender's.
-A burst (15 commands 0.6 s apart, as a script runs them) lets senders be shared, so it is
-measured as the whole machine sees it: `/proc/stat`'s busy time over the burst, its senders
-included, less the busy time of an idle block as long (Linux only).
+rusage of the host ever sees it. The sender's parts run here as our direct children, started
+exactly as a host starts them (the same interpreter and launch code), and `RUSAGE_CHILDREN`
+gives their CPU, user plus system: what the machine pays, however busy it is otherwise.
+Interactive use (a command every 20 s) runs each variant in a driver process that is a child
+subreaper (Linux): the senders its hosts start are reparented to it and reaped by it when they
+end by themselves, lingering included, so its `RUSAGE_CHILDREN` is the hosts' CPU plus their
+senders'. A burst (15 commands 0.6 s apart, as a script runs them) is measured as the whole
+machine sees it: `/proc/stat`'s busy time over the burst and until its senders end, less the
+busy time of an idle block as long (Linux only).
 The runner's CA and proxy variables are dropped, as on most users' machines: the receiver is
 plain HTTP on 127.0.0.1, so the TLS a real delivery adds (its handshake, and the trust store
 read at it) is not in these figures.
@@ -84,37 +86,17 @@ def _sender_argv() -> list[str]:
 
 
 def rows(base: Path, url: str, rounds: int) -> list[Row]:
-    """The sender's CPU by part, and each variant's CPU per command in interactive use."""
+    """The sender's CPU per delivery, by part."""
     home = new_home(base, "machine-sender")
-    env = _env(home, url)
+    env = {**_env(home, url), LINGER_KNOB: "0"}  # its linger is the interactive rows' part
     steps: dict[str, list[float]] = {label: [] for label, _ in STEPS}
     delivery: list[float] = []
-    hosts: dict[str, list[float]] = {"none": [], "visivo": [], "posthog": []}
     for _ in range(rounds):
         for label, code in STEPS:
             launch = code.format(root=str(ROOT))
             steps[label].append(_cpu_of([PYTHON, "-c", launch], env, base))
         _seed_one_event(home, url)
         delivery.append(_cpu_of(_sender_argv(), env, base))
-        for variant in _variants():
-            variant_home = new_home(base, f"machine-{variant}-{len(hosts[variant])}")
-            variant_env = _env(variant_home, url, "bench-machine")
-            # The host's sender runs detached: let it finish before the next measurement.
-            hosts[variant].append(_cpu_of([PYTHON, str(HOST), variant, "run"], variant_env, base))
-            wait_for_senders([variant_home])
-    return _table(steps, delivery, hosts)
-
-
-def _variants() -> tuple[str, ...]:
-    import importlib.util
-
-    found = importlib.util.find_spec("posthog") is not None
-    return ("none", "visivo", "posthog") if found else ("none", "visivo")
-
-
-def _table(
-    steps: dict[str, list[float]], delivery: list[float], hosts: dict[str, list[float]]
-) -> list[Row]:
     table = []
     previous = 0.0
     for label, values in steps.items():
@@ -125,39 +107,97 @@ def _table(
     table.append(
         Row(
             BENCHMARK,
-            "sender part: + drain one event and linger, plain HTTP",
+            "sender part: + drain one event, plain HTTP",
             f"{ms(sender - previous)} CPU",
             delta=f"{ms(sender)} per delivery in all",
         )
     )
-    none = median(hosts["none"]) or 0.0
-    visivo = (median(hosts["visivo"]) or 0.0) + sender
-    table.append(Row(BENCHMARK, "per command, interactive: no telemetry", f"{ms(none)} CPU"))
-    posthog = median(hosts["posthog"]) if hosts["posthog"] else None
-    ratio = None if posthog in (None, none) else (visivo - none) / (posthog - none)
-    target = f"≤ {TARGET_RATIO:.1f}× the PostHog path's added CPU"
-    table.append(
-        Row(
-            BENCHMARK,
-            "per command, interactive: visivo-telemetry (host + its sender)",
-            f"{ms(visivo)} CPU",
-            delta=f"+{ms(visivo - none)}",
-            target=target
-            if ratio is None
-            else f"{'✅' if ratio <= TARGET_RATIO else '❌'} "
-            f"{ratio:.2f}× the PostHog path's ({target})",
-        )
-    )
-    if posthog is not None:
-        table.append(
-            Row(
-                BENCHMARK,
-                "per command, interactive: PostHog SDK (in process)",
-                f"{ms(posthog)} CPU",
-                delta=f"+{ms(posthog - none)}",
-            )
-        )
     return table
+
+
+def _variants() -> tuple[str, ...]:
+    import importlib.util
+
+    found = importlib.util.find_spec("posthog") is not None
+    return ("none", "visivo", "posthog") if found else ("none", "visivo")
+
+
+LINGER_KNOB = "VISIVO_TELEMETRY_SENDER_LINGER_S"
+INTERACTIVE_COMMANDS = 6
+INTERACTIVE_GAP_S = 20.0
+SHORT_LINGER = "visivo-0.5"
+"""visivo-telemetry with its senders letting go 0.5 s after their last event, as before #24:
+each interactive command then pays for a sender of its own."""
+LABELS = {
+    "none": "no telemetry",
+    "visivo": "visivo-telemetry (hosts + senders)",
+    SHORT_LINGER: "visivo-telemetry, senders lingering 0.5 s (before)",
+    "posthog": "PostHog SDK (in process)",
+}
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def interactive_rows(base: Path, url: str, commands: int = INTERACTIVE_COMMANDS) -> list[Row]:
+    """CPU per command when a user runs one every 20 s, senders included, per variant.
+
+    The variants' drivers run at once, their commands staggered across the gap, so one run
+    takes as long as one variant's; CPU time, unlike wall time, is each process's own.
+    """
+    if not sys.platform.startswith("linux"):
+        return [Row(BENCHMARK, "per command, interactive", "n/a: needs a Linux subreaper")]
+    variants = (*_variants()[:2], SHORT_LINGER, *_variants()[2:])
+    drivers = {}
+    for variant in variants:
+        home = new_home(base, f"interactive-{variant}")
+        argv = [PYTHON, __file__, "drive", variant, str(home), url, str(commands)]
+        drivers[variant] = subprocess.Popen(argv, cwd=base, stdout=subprocess.PIPE, text=True)
+        time.sleep(INTERACTIVE_GAP_S / len(variants))
+    per_command = {}
+    for variant, driver in drivers.items():
+        out, _ = driver.communicate(timeout=commands * INTERACTIVE_GAP_S + 120)
+        per_command[variant] = float(out.split()[-1]) / commands
+    none = per_command["none"]
+    posthog = per_command.get("posthog")
+    table = []
+    for variant in variants:
+        value = per_command[variant]
+        label = f"per command, interactive ({commands} commands {INTERACTIVE_GAP_S:g} s apart): "
+        row = Row(BENCHMARK, label + LABELS[variant], f"{ms(value)} CPU")
+        if variant != "none":
+            row = row._replace(delta=f"+{ms(value - none)}")
+        if variant in ("visivo", SHORT_LINGER) and posthog is not None and posthog > none:
+            ratio = (value - none) / (posthog - none)
+            target = f"≤ {TARGET_RATIO:.1f}× the PostHog path's added CPU"
+            mark = "✅" if ratio <= TARGET_RATIO else "❌"
+            row = row._replace(target=f"{mark} {ratio:.2f}× the PostHog path's ({target})")
+        table.append(row)
+    return table
+
+
+def _drive(variant: str, home: Path, url: str, commands: int) -> float:
+    """Run `commands` hosts of `variant`, `INTERACTIVE_GAP_S` apart, adopt their senders and
+    reap them as they end by themselves: the CPU seconds of all of them."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    env = _env(home, url, f"bench-interactive-{variant}")
+    if variant == SHORT_LINGER:
+        env[LINGER_KNOB] = "0.5"
+    host = "visivo" if variant == SHORT_LINGER else variant
+    next_at = time.monotonic()
+    for _ in range(commands):
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        subprocess.run([PYTHON, str(HOST), host, "run"], env=env, cwd=home, capture_output=True)
+        next_at += INTERACTIVE_GAP_S
+    while True:  # every adopted sender, until none is left (each ends within its 30 s cap)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 BURST_COMMANDS = 15
@@ -189,7 +229,7 @@ def burst_rows(base: Path, url: str, rounds: int) -> list[Row]:
                 launched = time.monotonic()
                 subprocess.run([PYTHON, str(HOST), variant, "run"], env=env, cwd=base, check=False)
                 time.sleep(max(0.0, BURST_GAP_S - (time.monotonic() - launched)))
-            wait_for_senders([home])
+            wait_for_senders([home], let_go=False)
             busy, took = (_busy_s() or 0.0) - before, time.monotonic() - started
             idle_before = _busy_s() or 0.0
             time.sleep(took)
@@ -222,3 +262,9 @@ def burst_rows(base: Path, url: str, rounds: int) -> list[Row]:
             )
         )
     return table
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["drive"]:
+        variant, home, url, commands = sys.argv[2:6]
+        print(_drive(variant, Path(home), url, int(commands)))

@@ -132,14 +132,13 @@ BENCH_ROWS = (
             "receiver refuses connections",
             r"receiver black-holes \(accepts, never answers\)",
         )
-        for variant in ("no telemetry", "visivo-telemetry", "PostHog SDK")[
-            : 3 if importlib.util.find_spec("posthog") else 2
+        for variant in ("no telemetry", "the floor:", "visivo-telemetry", "PostHog SDK")[
+            : 4 if importlib.util.find_spec("posthog") else 3
         ]
     ),
     r"absurd inputs \| click command, 150,000 arguments \| .* added by telemetry",
     r"absurd inputs \| `sanitize_endpoint` of a 128 KB path \| ",
-    r"Machine CPU \| sender part: \+ drain one event and linger, plain HTTP \| .* CPU",
-    r"Machine CPU \| per command, interactive: visivo-telemetry \(host \+ its sender\) \| ",
+    r"Machine CPU \| sender part: \+ drain one event, plain HTTP \| .* CPU",
     r"Drain: 5,000 spooled events to the local receiver",
     *(rf"Concurrency: {n} writer process" for n in (1, 2, 4, 8)),
 )
