@@ -24,8 +24,10 @@ from visivo_telemetry._tuning import (
     LIFETIME_S,
     LINGER_S,
     POLL_S,
+    RING_WAIT_S,
 )
 
+from .doorbell import Doorbell
 from .drain import Drain, Failure, Outcome, Stop, record_failure
 from .transport import HttpxTransport, Transport, TransportError, describe
 
@@ -161,13 +163,18 @@ def deliver(
                 lock.acquire()
             except Timeout:
                 return Outcome(stopped_because=Stop.BUSY) if total in (None, Outcome()) else total
+            # Listening before the first drain: a host that writes after it rings, and one
+            # that wrote before it is drained.
+            bell = Doorbell.open(where.lock) if linger_s > 0 else None
             try:
-                outcome = drain_spool(where.db, transport, **options)
+                outcome = drain()
                 if linger_s > 0 and outcome.stopped_because is Stop.EMPTY:
                     outcome, asked_to_go = _linger(
-                        where.db, linger_s, asked_before, outcome, drain, deadline
+                        where.db, linger_s, asked_before, outcome, drain, deadline, bell
                     )
             finally:
+                if bell is not None:
+                    bell.close()
                 lock.release()
             total = outcome if total is None else total.then(outcome)
             if asked_to_go:
@@ -188,30 +195,40 @@ def _linger(
     outcome: Outcome,
     drain: Callable[[], Outcome],
     deadline: float,
+    bell: Doorbell | None,
 ) -> tuple[Outcome, bool]:
     """Hold the lock and drain what hosts write, until `linger_s` pass without an event or the
     drain budget nears its end; and whether `flush` or `purge` asked us to let go meanwhile.
 
-    A host that finds the lock held starts no sender, so commands run within the linger share
-    this one. Each look is two `stat`s (the spool and its log); the spool is opened only when
-    something was written.
+    A host that finds the lock held starts no sender (it rings the doorbell), so commands run
+    within the linger share this one. Without a doorbell each look is two `stat`s (the spool
+    and its log); the spool is opened only when something was written, and once right after
+    each drain, for what a host wrote while it ran.
     """
-    seen = _write_signature(db_path)
+    seen = None
     quiet_since = time.monotonic()
     while outcome.stopped_because is Stop.EMPTY:
         now = time.monotonic()
-        if now >= min(quiet_since + linger_s, deadline - HANDOFF_S):
+        until = min(quiet_since + linger_s, deadline - HANDOFF_S)
+        if now >= until:
             break
-        time.sleep(POLL_S if now - quiet_since < BRISK_S else IDLE_POLL_S)
-        if _write_signature(db_path) == seen:
-            continue  # nothing written: the final check after the release stays the safety net
+        if seen is not None:
+            if bell is not None and bell.listening:
+                bell.wait(min(until - now, RING_WAIT_S))
+            else:
+                time.sleep(POLL_S if now - quiet_since < BRISK_S else IDLE_POLL_S)
+            if _write_signature(db_path) == seen:
+                continue  # nothing written: the final check after the release stays the safety net
+        seen = _write_signature(db_path)
         waiting, asked = _look(db_path)
         if asked != asked_before:
             return outcome, True
         if waiting:
-            outcome = outcome.then(drain())
+            step = drain()
+            outcome = outcome.then(step)
             quiet_since = time.monotonic()
-        seen = _write_signature(db_path)
+            if step.sent or step.failed or step.dropped:
+                seen = None  # look again at once; a drain that did nothing waits for a write
     return outcome, False
 
 

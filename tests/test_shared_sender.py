@@ -7,6 +7,10 @@ suite lets its senders go half a second after their last event.
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -23,6 +27,8 @@ from helpers import (
 )
 
 from visivo_telemetry import _tuning
+from visivo_telemetry._sender.doorbell import Doorbell
+from visivo_telemetry._spawn import ring_sender
 
 PAUSE_S = 2 * _tuning.BRISK_S
 """Between two commands: longer than the brisk looks, so the second event is found by an idle
@@ -30,9 +36,11 @@ look, as a user at a terminal's would be."""
 
 
 @pytest.fixture
-def lingering(env):
-    """Hosts whose senders linger as long as they do on a user's machine."""
-    return {**env, LINGER_KNOB: ""}
+def lingering(env, project):
+    """Hosts whose senders linger as long as they do on a user's machine; at the end of the
+    test, `flush` asks the one still lingering to let go (the `home` fixture waits for it)."""
+    yield {**env, LINGER_KNOB: ""}
+    vt("flush", env=env, cwd=project)
 
 
 def wait_for(predicate, timeout: float = 20.0) -> bool:
@@ -113,9 +121,7 @@ def test_disable_does_not_wait_for_a_lingering_sender_and_deletes_the_spool(
     assert len(collector.events()) == 1
 
 
-def test_an_opt_out_while_a_sender_lingers_sends_nothing_more(
-    lingering, home, project, collector
-):
+def test_an_opt_out_while_a_sender_lingers_sends_nothing_more(lingering, home, project, collector):
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
 
@@ -125,3 +131,83 @@ def test_an_opt_out_while_a_sender_lingers_sends_nothing_more(
 
     assert wait_for_senders_to_exit(home, timeout=_tuning.LIFETIME_S + 15) == []
     assert [e["properties"]["command_args"][0] for e in collector.events()] == ["--first"]
+
+
+# ---------------------------------------------------------------------- the doorbell
+
+
+def doorbell(home):
+    return home / ".visivo" / "telemetry.wake"
+
+
+def test_the_doorbell_is_a_private_fifo_and_a_host_rings_it(lingering, home, project, collector):
+    senders, _ = first_command(lingering, project, collector, home)
+    assert len(senders) == 1
+
+    info = doorbell(home).lstat()
+    assert stat.S_ISFIFO(info.st_mode)
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.getuid()
+
+
+def test_a_ring_wakes_a_listener_and_the_end_of_a_writer_leaves_it_listening(tmp_path):
+    lock = tmp_path / "telemetry.lock"
+    bell = Doorbell.open(str(lock))
+    assert bell is not None
+    try:
+        assert bell.wait(0.05) is False  # nobody rang
+
+        rang = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from visivo_telemetry._spawn import ring_sender; "
+                "ring_sender(sys.argv[1])",
+                str(lock),
+            ],
+            check=True,
+        )
+        assert rang.returncode == 0
+        assert bell.wait(30) is True  # at once; after 30 s it would be a timeout
+
+        # The ringing process has closed its end: the FIFO reads as ended, and the doorbell
+        # opens afresh instead of waking in a tight loop.
+        bell.wait(0.05)
+        assert bell.wait(0.05) is False
+        assert bell.listening
+    finally:
+        bell.close()
+
+
+def test_ringing_without_a_listener_neither_blocks_nor_fails(tmp_path):
+    lock = tmp_path / "telemetry.lock"
+    ring_sender(str(lock))  # no FIFO at all
+    os.mkfifo(tmp_path / "telemetry.wake", 0o600)
+    ring_sender(str(lock))  # a FIFO nobody reads: opening it for writing would block
+    assert stat.S_ISFIFO((tmp_path / "telemetry.wake").lstat().st_mode)
+
+
+@pytest.mark.parametrize("planted", ["file", "link"])
+def test_a_planted_doorbell_is_never_written_and_commands_still_share_the_sender(
+    planted, lingering, home, project, collector, tmp_path
+):
+    (home / ".visivo").mkdir(mode=0o700)
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"the user's own file\n")
+    if planted == "file":
+        doorbell(home).write_bytes(b"the user's own file\n")
+        target = doorbell(home)
+    else:
+        doorbell(home).symlink_to(target)
+
+    senders, spawned_at = first_command(lingering, project, collector, home)
+    assert len(senders) == 1
+    assert Doorbell.open(str(home / ".visivo" / "telemetry.lock")) is None
+    time.sleep(PAUSE_S)
+    result, _ = run_host(host_code("run", ["--later"]), lingering, cwd=project)
+    assert result.returncode == 0 and result.stderr == ""
+
+    collector.wait_for_events(2, timeout=30)
+    assert spool_state(home)["sender_spawned_at"] == spawned_at, "a later host started a sender"
+    assert target.read_bytes() == b"the user's own file\n"
+    assert doorbell(home).is_symlink() is (planted == "link")

@@ -15,7 +15,7 @@ import time
 
 from . import _tuning as tuning
 from ._files import home_environment
-from ._spawn import reap, sender_alive, spawn_sender
+from ._spawn import reap, ring_sender, sender_alive, spawn_sender
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class Launcher:
         # Probe after our rows are committed: a sender that is about to exit re-checks the
         # spool after releasing the lock, so one of us always sees the other's work.
         if sender_alive(self._sink.paths.lock):
+            ring_sender(self._sink.paths.lock)
             return
         self._sink.stamp_spawn(time.time())
         pid = spawn_sender(home_environment(self._sink.paths))

@@ -34,6 +34,7 @@ The sender outlives its host, so it is started as an independent instance of the
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False
@@ -81,6 +82,35 @@ def sender_argv() -> list[str]:
     if is_frozen():
         return [sys.executable]
     return [sys.executable, "-c", _LAUNCH.format(root=_library_root())]
+
+
+def doorbell_path(lock_path: str) -> str:
+    """The FIFO beside the lock that a lingering sender listens on (`telemetry.wake`)."""
+    return os.path.splitext(lock_path)[0] + ".wake"
+
+
+def ring_sender(lock_path: str) -> None:
+    """Tell the sender that holds the lock, lingering for more events, that ours wait: one
+    byte into its FIFO, never blocking, so it drains them at once instead of at its next look.
+
+    Nothing happens when no sender listens (no FIFO, or no reader: it is still draining and
+    looks once more before it lingers), on Windows (no FIFOs: the sender looks by itself), or
+    when the path is not a FIFO (a link is never followed, a file never written).
+    """
+    if not hasattr(os, "mkfifo"):
+        return
+    flags = os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(doorbell_path(lock_path), flags)
+    except OSError:
+        return
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, b"\0")
+    except OSError:
+        pass  # full: it has been rung already
+    finally:
+        os.close(fd)
 
 
 def sender_alive(lock_path: str) -> bool:

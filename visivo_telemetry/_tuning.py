@@ -31,8 +31,12 @@ BRISK_S = 1.0
 POLL_S = 0.05
 """How often a lingering sender looks for new events while commands come back to back."""
 IDLE_POLL_S = 0.25
-"""How often it looks after that: each look wakes the CPU (a laptop's battery), and an event
-still leaves within about the time a fresh sender would take to start."""
+"""How often it looks after that where hosts cannot ring it (Windows): each look wakes the CPU
+(a laptop's battery), and an event still leaves within about the time a fresh sender would
+take to start."""
+RING_WAIT_S = 2.0
+"""A lingering sender that hosts can ring (a FIFO beside the lock, POSIX) sleeps until they do,
+but still looks this often: a writer that does not ring (an older version) waits no longer."""
 HANDOFF_S = 3.0
 """A lingering sender stops waiting this long before its drain budget ends: what a host wrote
 in its last moments (it saw the lock held, so it started no sender) is drained in that time."""
@@ -72,6 +76,8 @@ RELATIONS = (
     ("IDLE_POLL_S", "<", "BRISK_S", "the brisk looks last longer than one idle look"),
     ("BRISK_S", "<", "LINGER_S", "a lingering sender slows its looks before it lets go"),
     ("LINGER_S", "<", "DRAIN_BUDGET_S", "a sender's whole linger fits in its drain budget"),
+    ("IDLE_POLL_S", "<", "RING_WAIT_S", "a sender hosts can ring looks by itself less often"),
+    ("RING_WAIT_S", "<", "LINGER_S", "a sender hosts can ring still looks while it lingers"),
     ("HANDOFF_S", "<", "LINGER_S", "a linger leaves time to drain what came at its end"),
     ("DRAIN_BUDGET_S", "<", "LIFETIME_S", "a sender stops claiming before its hard cap ends it"),
     ("SPAWN_GRACE_S", "<", "LIFETIME_S", "hosts never trust a sender longer than it lives"),

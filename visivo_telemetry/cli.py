@@ -30,7 +30,7 @@ from ._files import (
     spool_refusal,
     write_flag,
 )
-from ._spawn import sender_alive
+from ._spawn import ring_sender, sender_alive
 from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
@@ -381,7 +381,8 @@ def _ask_sender_to_let_go(where: Paths) -> None:
     try:
         _read(where.db, lambda conn: spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time()), None)
     except click.ClickException:
-        pass  # a spool we cannot write to: we wait for the sender's own end instead
+        return  # a spool we cannot write to: we wait for the sender's own end instead
+    ring_sender(where.lock)
 
 
 def _sender_lock(where: Paths) -> Any:
