@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import stat
 
 from helpers import clean_env, host_code, run_host, spool_rows, spool_state
 from helpers import wait_for_senders_to_exit as wait_for_senders
@@ -70,7 +71,10 @@ def test_telemetry_keeps_no_identifier_on_disk(env, home, project, collector):
         ".visivo/telemetry.db-wal",
         ".visivo/telemetry.db-shm",
         ".visivo/telemetry.lock",
+        ".visivo/telemetry.wake",
     }, names
+    wake = home / ".visivo" / "telemetry.wake"
+    assert not wake.exists() or stat.S_ISFIFO(wake.lstat().st_mode)  # a FIFO holds nothing
     assert spool_rows(home) == []
     state = json.dumps(spool_state(home))
     assert event["properties"]["session_id"] not in state
