@@ -1,6 +1,6 @@
 """Benchmark visivo-telemetry against no telemetry and the PostHog SDK; prints a Markdown table.
 
-    bash scripts/bench.sh            # full run, a few minutes (installs the `bench` extra)
+    bash scripts/bench.sh            # full run, about 20 minutes (installs the `bench` extra)
     bash scripts/bench.sh --quick    # smaller run, under a minute and a half
     bash scripts/bench.sh --output bench-results.md
     bash scripts/bench.sh --only visivo   # the real Visivo 2.2.1 rows alone
