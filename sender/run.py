@@ -115,8 +115,11 @@ def deliver(
     progress: Callable[[int, int], None] | None = None,
     linger_s: float = 0.0,
     explain: Callable[[str], None] | None = None,
+    nudge: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Drain the spool as the only sender; `Stop.BUSY` when another sender holds the lock.
+    """Drain the spool as the only sender; `Stop.BUSY` when another sender holds the lock
+    (`nudge` runs every second while we wait up to `lock_timeout` for it: `flush` asks a
+    lingering sender to let go).
 
     After releasing the lock we look at the spool once more: a host that appended while we
     were finishing saw the lock held and did not start a sender, so its events are ours.
@@ -160,7 +163,7 @@ def deliver(
                 return Outcome(stopped_because=Stop.UNSAFE_LOCK)
             lock = FileLock(where.lock, timeout=lock_timeout, mode=0o600)
             try:
-                lock.acquire()
+                acquire(lock, lock_timeout, nudge)
             except Timeout:
                 return Outcome(stopped_because=Stop.BUSY) if total in (None, Outcome()) else total
             # Listening before the first drain: a host that writes after it rings, and one
@@ -186,6 +189,23 @@ def deliver(
     finally:
         if own_transport:
             transport.close()
+
+
+def acquire(lock: Any, timeout_s: float, nudge: Callable[[], None] | None) -> None:
+    """Take `lock` (a `FileLock`) within `timeout_s`, calling `nudge` every second we wait: a
+    sender that took the lock after we last asked it to let go is asked again."""
+    from filelock import Timeout
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            lock.acquire(timeout=max(0.0, min(left, 1.0)) if nudge else max(0.0, left))
+            return
+        except Timeout:
+            if nudge is None or time.monotonic() >= deadline:
+                raise
+            nudge()
 
 
 def _linger(

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from filelock import FileLock
 from helpers import (
     LINGER_KNOB,
     host_code,
@@ -28,6 +29,7 @@ from helpers import (
 
 from visivo_telemetry import _tuning
 from visivo_telemetry._sender.doorbell import Doorbell
+from visivo_telemetry._sender.run import acquire
 from visivo_telemetry._spawn import ring_sender
 
 PAUSE_S = 2 * _tuning.BRISK_S
@@ -211,3 +213,38 @@ def test_a_planted_doorbell_is_never_written_and_commands_still_share_the_sender
     assert spool_state(home)["sender_spawned_at"] == spawned_at, "a later host started a sender"
     assert target.read_bytes() == b"the user's own file\n"
     assert doorbell(home).is_symlink() is (planted == "link")
+
+
+def test_waiting_for_the_lock_asks_its_holder_again_every_second(tmp_path):
+    """`flush` and `purge` ask again while they wait: a sender that took the lock just after
+    their first ask (it was still starting) is asked too."""
+    lock, asked = tmp_path / "telemetry.lock", tmp_path / "asked"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time; from filelock import FileLock\n"
+            "with FileLock(sys.argv[1]):\n"
+            "    print('held', flush=True)\n"
+            "    while not os.path.exists(sys.argv[2]): time.sleep(0.01)\n",
+            str(lock),
+            str(asked),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        nudges = []
+
+        def nudge():
+            nudges.append(time.monotonic())
+            asked.touch()
+
+        waiting = FileLock(str(lock))
+        acquire(waiting, 60.0, nudge)
+        waiting.release()
+        assert len(nudges) == 1
+    finally:
+        holder.kill()
+        holder.wait()

@@ -335,6 +335,7 @@ def flush() -> None:
             budget_s=600.0,
             progress=progress,
             explain=_explainer(),
+            nudge=lambda: _ask_sender_to_let_go(where),
         )
     except Exception as error:  # one line, never a traceback; the events stay
         raise click.ClickException(
@@ -389,6 +390,8 @@ def _sender_lock(where: Paths) -> Any:
     """Wait for a running sender to finish, so it cannot send what we are about to delete."""
     from filelock import FileLock, Timeout
 
+    from visivo_telemetry._sender.run import acquire
+
     if folder_refusal(where.home, repair=False) is not None or not os.path.isdir(where.home):
         return None  # a folder not the user's own: nothing of ours there, nothing to wait for
     if not is_plain_or_absent(where.lock):
@@ -396,7 +399,7 @@ def _sender_lock(where: Paths) -> Any:
     _ask_sender_to_let_go(where)
     lock = FileLock(where.lock, timeout=SENDER_WAIT_S, mode=0o600)
     try:
-        lock.acquire()
+        acquire(lock, SENDER_WAIT_S, nudge=lambda: _ask_sender_to_let_go(where))
     except (Timeout, OSError):
         return None
     return lock
