@@ -83,14 +83,6 @@ def test_commands_seconds_apart_share_one_sender(lingering, home, project, colle
     assert collector.stats()["duplicates"] == 0
 
 
-def test_a_lingering_sender_ends_by_itself_within_its_lifetime(lingering, home, project, collector):
-    senders, _ = first_command(lingering, project, collector, home)
-    assert len(senders) == 1
-
-    assert wait_for_senders_to_exit(home, timeout=_tuning.LIFETIME_S + 15) == []
-    assert spool_rows(home) == []
-
-
 def test_flush_does_not_wait_for_a_lingering_sender(lingering, home, project, collector):
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
@@ -123,7 +115,9 @@ def test_disable_does_not_wait_for_a_lingering_sender_and_deletes_the_spool(
     assert len(collector.events()) == 1
 
 
-def test_an_opt_out_while_a_sender_lingers_sends_nothing_more(lingering, home, project, collector):
+def test_a_lingering_sender_ends_by_itself_and_sends_nothing_after_an_opt_out(
+    lingering, home, project, collector
+):
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
 
@@ -133,6 +127,7 @@ def test_an_opt_out_while_a_sender_lingers_sends_nothing_more(lingering, home, p
 
     assert wait_for_senders_to_exit(home, timeout=_tuning.LIFETIME_S + 15) == []
     assert [e["properties"]["command_args"][0] for e in collector.events()] == ["--first"]
+    assert spool_rows(home) == []
 
 
 # ---------------------------------------------------------------------- the doorbell
@@ -142,7 +137,7 @@ def doorbell(home):
     return home / ".visivo" / "telemetry.wake"
 
 
-def test_the_doorbell_is_a_private_fifo_and_a_host_rings_it(lingering, home, project, collector):
+def test_the_doorbell_is_a_private_fifo_of_the_users_own(lingering, home, project, collector):
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
 
