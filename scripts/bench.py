@@ -111,9 +111,11 @@ def cli_rows(base: Path, collector, plan: Plan) -> list[Row]:
 
 
 def machine_rows(base: Path, url: str, plan: Plan) -> list[Row]:
-    """The whole machine's bill: the sender's parts; in a full run, the interactive rows (a
-    command every 20 s, two minutes) and the burst (15 commands and an idle block as long)."""
-    table = bench_machine.rows(base, url, plan.inputs_rounds)
+    """The whole machine's bill: the sender's parts; in a full run, its linger too (3 senders
+    side by side, 22 s), the interactive rows (a command every 20 s, two and a half minutes)
+    and the burst (15 commands and an idle block as long)."""
+    lingering = 0 if plan is QUICK else 3
+    table = bench_machine.rows(base, url, plan.inputs_rounds, lingering)
     if plan is not QUICK:
         table += bench_machine.interactive_rows(base, url)
         table += bench_machine.burst_rows(base, url, plan.burst_rounds)

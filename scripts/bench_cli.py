@@ -189,6 +189,8 @@ def _row(
         target = "the floor"
     else:
         target = "reference (today)"
+        if delta_s is not None and floor and not runs.timeouts():
+            target += f"; {delta_s / floor:.0f}× the floor"
     return Row(
         f"CLI run: {condition.label}",
         f"{LABELS[variant]} ({shape})",

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from bench_common import HOST, PYTHON, ROOT, Row, child_env, median, ms, new_home, wait_for_senders
 
+from visivo_telemetry._tuning import LINGER_S
+
 BENCHMARK = "Machine CPU"
 TARGET_RATIO = 0.5
 """#24's goal: a command's CPU, sender included, at most half of the PostHog path's."""
@@ -85,8 +87,9 @@ def _sender_argv() -> list[str]:
     return sender_argv()
 
 
-def rows(base: Path, url: str, rounds: int) -> list[Row]:
-    """The sender's CPU per delivery, by part."""
+def rows(base: Path, url: str, rounds: int, lingering: int = 0) -> list[Row]:
+    """The sender's CPU per delivery, by part; with `lingering`, as many senders also linger
+    their whole linger (no command comes), side by side, for the part waiting costs."""
     home = new_home(base, "machine-sender")
     env = {**_env(home, url), LINGER_KNOB: "0"}  # its linger is the interactive rows' part
     steps: dict[str, list[float]] = {label: [] for label, _ in STEPS}
@@ -112,7 +115,33 @@ def rows(base: Path, url: str, rounds: int) -> list[Row]:
             delta=f"{ms(sender)} per delivery in all",
         )
     )
+    if lingering:
+        waited = _lingering_cpu(base, url, lingering)
+        table.append(
+            Row(
+                BENCHMARK,
+                f"sender part: + lingering {LINGER_S:g} s for a next command that never comes",
+                f"{ms(waited - sender)} CPU",
+                delta=f"{ms(waited)} per delivery in all ({lingering} senders)",
+            )
+        )
     return table
+
+
+def _lingering_cpu(base: Path, url: str, senders: int) -> float:
+    """The mean CPU seconds of `senders` senders, each delivering one event and then lingering
+    to its end, run side by side (each its own spool) so that they take one linger's time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    running = []
+    for n in range(senders):
+        home = new_home(base, f"machine-lingering-{n}")
+        _seed_one_event(home, url)
+        env = {**_env(home, url), LINGER_KNOB: ""}
+        running.append(subprocess.Popen(_sender_argv(), env=env, cwd=base))
+    for sender in running:
+        sender.wait(timeout=120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / senders
 
 
 def _variants() -> tuple[str, ...]:
