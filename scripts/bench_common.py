@@ -104,14 +104,10 @@ def wait_for_senders(
 
 
 def _ask_to_let_go(home: Path) -> None:
-    from visivo_telemetry import _spool as spool
+    from visivo_telemetry._sender.run import ask_to_let_go
 
-    conn = spool.open_existing(str(home / ".visivo" / "telemetry.db"))
-    if conn is not None:
-        try:
-            spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time())
-        finally:
-            conn.close()
+    folder = home / ".visivo"
+    ask_to_let_go(str(folder / "telemetry.db"), str(folder / "telemetry.lock"))
 
 
 def kill_senders(homes: Iterable[Path]) -> None:

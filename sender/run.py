@@ -15,7 +15,7 @@ from typing import Any
 from visivo_telemetry import _spool as spool
 from visivo_telemetry._files import is_plain_or_absent, paths, spool_refusal
 from visivo_telemetry._precedence import decide
-from visivo_telemetry._spawn import SENDER_NICENESS
+from visivo_telemetry._spawn import SENDER_NICENESS, ring_sender
 from visivo_telemetry._tuning import (
     BRISK_S,
     DRAIN_BUDGET_S,
@@ -189,6 +189,22 @@ def deliver(
     finally:
         if own_transport:
             transport.close()
+
+
+def ask_to_let_go(db_path: str, lock_path: str) -> None:
+    """Ask the sender lingering with the lock to let go: stamp `LET_GO_ASKED_AT` in the spool,
+    then ring its doorbell (a spool we cannot write to: we wait for the sender's own end)."""
+    try:
+        conn = spool.open_existing(db_path)
+        if conn is None:
+            return
+        try:
+            spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time())
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return
+    ring_sender(lock_path)
 
 
 def acquire(lock: Any, timeout_s: float, nudge: Callable[[], None] | None) -> None:

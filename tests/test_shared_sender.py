@@ -63,6 +63,13 @@ def first_command(lingering, project, collector, home) -> tuple[list[int], str |
     return sender_pids(home), spool_state(home)["sender_spawned_at"]
 
 
+def timed_vt(command: str, env, project) -> tuple[subprocess.CompletedProcess, float]:
+    """`visivo-telemetry COMMAND`, and how long it took (seconds)."""
+    started = time.monotonic()
+    result = vt(command, env=env, cwd=project)
+    return result, time.monotonic() - started
+
+
 def test_commands_seconds_apart_share_one_sender(lingering, home, project, collector):
     senders, spawned_at = first_command(lingering, project, collector, home)
     assert len(senders) == 1, "the sender let go as soon as its event was sent"
@@ -87,9 +94,7 @@ def test_flush_does_not_wait_for_a_lingering_sender(lingering, home, project, co
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
 
-    started = time.monotonic()
-    result = vt("flush", env=lingering, cwd=project)
-    took = time.monotonic() - started
+    result, took = timed_vt("flush", lingering, project)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "sent 0 events, 0 failed"
@@ -104,9 +109,7 @@ def test_disable_does_not_wait_for_a_lingering_sender_and_deletes_the_spool(
     senders, _ = first_command(lingering, project, collector, home)
     assert len(senders) == 1
 
-    started = time.monotonic()
-    result = vt("disable", env=lingering, cwd=project)
-    took = time.monotonic() - started
+    result, took = timed_vt("disable", lingering, project)
 
     assert result.returncode == 0, result.stderr
     assert took < _tuning.LINGER_S / 2, f"disable waited {took:.1f} s for the lingering sender"

@@ -30,7 +30,7 @@ from ._files import (
     spool_refusal,
     write_flag,
 )
-from ._spawn import ring_sender, sender_alive
+from ._spawn import sender_alive
 from ._tuning import SENDER_WAIT_S
 from ._yaml_scan import ENABLED_KEY
 
@@ -376,14 +376,13 @@ def flush() -> None:
 
 def _ask_sender_to_let_go(where: Paths) -> None:
     """A sender that lingers for more events holds the lock for up to `LINGER_S`: ask it to
-    let go now (it sees the stamp at its next look), so `flush` and `purge` need not wait."""
-    if not is_plain_or_absent(where.lock) or not sender_alive(where.lock):
+    let go now, so `flush` and `purge` need not wait (only in a spool of the user's own)."""
+    from visivo_telemetry._sender.run import ask_to_let_go
+
+    if spool_refusal(where, repair=False) is not None or not is_plain_or_absent(where.lock):
         return
-    try:
-        _read(where.db, lambda conn: spool.stamp(conn, spool.LET_GO_ASKED_AT, time.time()), None)
-    except click.ClickException:
-        return  # a spool we cannot write to: we wait for the sender's own end instead
-    ring_sender(where.lock)
+    if sender_alive(where.lock):
+        ask_to_let_go(where.db, where.lock)
 
 
 def _sender_lock(where: Paths) -> Any:
